@@ -1,0 +1,359 @@
+"""Few-step flow-matching sampling with KV caches: the scheduler and the :class:`WorldSession`.
+
+Source: ``Matrix-Game-2/pipeline/causal_inference.py`` (``CausalInferencePipeline.inference``),
+``utils/scheduler.py`` (``FlowMatchScheduler``), ``utils/wan_wrapper.py`` (flow -> x0), reference
+§4. Per block of 3 latent frames::
+
+    x = noise
+    for each warped timestep t_s (3 steps; templerun 4):
+        v  = DiT(x, t_s)                                   # flow prediction
+        x0 = x - sigma(t_s) * v                            # float64 math, nearest-table sigma
+        if not last: x = (1 - sigma_next) x0 + sigma_next * fresh_noise   # re-noise (not an Euler step)
+    DiT(x0, t = 0)                                         # context pass: caches now hold clean K/V
+    frames = streaming VAE decode(x0)                      # 9 video frames for block 0, then 12
+
+This is a DMD / Self-Forcing student sampler, not an ODE solver: every step predicts x0 and
+re-noises it with fresh Gaussian noise to the next (lower) noise level.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+import torch
+
+from .config import NUM_FRAME_PER_BLOCK, TIMESTEP_SHIFT, ModelConfig
+from .errors import MatrixGameError, MatrixGameInterrupted
+
+
+class FlowMatchScheduler:
+    """``FlowMatchScheduler(shift=5.0, sigma_min=0.0, extra_one_step=True)`` with
+    ``set_timesteps(1000, training=True)``: the 1000-entry float32 tables (``utils/scheduler.py``).
+
+    ``sigmas[k] = shift*s / (1 + (shift-1)*s)`` with ``s = linspace(1, 0, 1001)[:-1]``;
+    ``timesteps = 1000 * sigmas``.
+    """
+
+    def __init__(self, shift: float = TIMESTEP_SHIFT, num_train_timesteps: int = 1000,
+                 sigma_min: float = 0.0, sigma_max: float = 1.0):
+        self.shift = shift
+        self.num_train_timesteps = num_train_timesteps
+        sigma_start = sigma_min + (sigma_max - sigma_min) * 1.0
+        s = torch.linspace(sigma_start, sigma_min, num_train_timesteps + 1)[:-1]
+        self.sigmas = shift * s / (1 + (shift - 1) * s)                      # float32 [1000]
+        self.timesteps = self.sigmas * num_train_timesteps                     # float32 [1000]
+
+    def warp(self, denoising_step_list: Sequence[int]) -> torch.Tensor:
+        """Warped timesteps ``cat(timesteps, [0])[1000 - list]`` (``warp_denoising_step: true``).
+
+        Returns:
+            float32 ``[len(list)]``, e.g. ``[1000, 908.8427, 713.9794]`` for ``[1000, 666, 333]``.
+        """
+        table = torch.cat([self.timesteps, torch.tensor([0.0], dtype=torch.float32)])
+        idx = torch.tensor([self.num_train_timesteps - int(s) for s in denoising_step_list], dtype=torch.long)
+        return table[idx]
+
+    def sigma(self, t: float) -> torch.Tensor:
+        """Sigma of the table entry nearest to timestep ``t`` (argmin |timesteps - t|), float32 0-d."""
+        i = torch.argmin((self.timesteps.double() - float(t)).abs())
+        return self.sigmas[i]
+
+
+class NoiseSource:
+    """Where the sampler's Gaussian noise comes from.
+
+    ``initial(block, shape)`` gives the starting noise of a block (``[B, 16, 3, h, w]``);
+    ``renoise(shape)`` gives fresh noise for each non-final denoising step, in call order.
+    """
+
+    def initial(self, block: int, shape, device, dtype) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def renoise(self, shape, device, dtype) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class SeededNoise(NoiseSource):
+    """Deterministic noise from one ``torch.Generator`` seeded with ``seed``, drawn in float32 on
+    the CPU (so a seed gives the same video on every device) and moved to the device.
+
+    Official runs draw from the global CUDA RNG instead; no seed reproduces their exact stream.
+    """
+
+    def __init__(self, seed: int):
+        self.gen = torch.Generator(device="cpu").manual_seed(int(seed))
+
+    def initial(self, block, shape, device, dtype):
+        return torch.randn(shape, generator=self.gen, dtype=torch.float32).to(device=device, dtype=dtype)
+
+    def renoise(self, shape, device, dtype):
+        return torch.randn(shape, generator=self.gen, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+class ReplayNoise(NoiseSource):
+    """Replay recorded noise (the golden data): ``noise [B,16,F,h,w]`` sliced per block, and
+    ``renoise [K, B*3, 16, h, w]`` (official ``randn_like`` layout ``(b f) c h w``) popped in order."""
+
+    def __init__(self, noise: torch.Tensor, renoise: torch.Tensor):
+        self.noise, self.renoise_bank, self.k = noise, renoise, 0
+
+    def initial(self, block, shape, device, dtype):
+        n = NUM_FRAME_PER_BLOCK
+        return self.noise[:, :, n * block:n * block + n].to(device=device, dtype=dtype)
+
+    def renoise(self, shape, device, dtype):
+        if self.k >= self.renoise_bank.shape[0]:
+            raise MatrixGameError("replay noise exhausted: more denoising steps than recorded re-noise tensors.")
+        r = self.renoise_bank[self.k]
+        self.k += 1
+        b, c, f, h, w = shape
+        return r.view(b, f, c, h, w).transpose(1, 2).to(device=device, dtype=dtype)
+
+
+@dataclass
+class Conditioning:
+    """The start image's conditioning (``MATRIX_GAME_CONDITIONING``).
+
+    Attributes:
+        cond_concat: ``[B, 20, N, h, w]`` = mask (4 channels, 1 at latent 0) + normalized VAE latents
+            of the image followed by mid-grey frames (reference §4.3), N latent frames encoded.
+        visual_context: ``[B, 257, 1280]`` CLIP ViT-H/14 penultimate features of the image.
+    """
+
+    cond_concat: torch.Tensor
+    visual_context: torch.Tensor
+
+    @property
+    def num_latent_frames(self) -> int:
+        return int(self.cond_concat.shape[2])
+
+    def frames(self, start: int, n: int) -> torch.Tensor:
+        """``cond_concat[:, :, start:start+n]``; frames past the encoded length repeat the last
+        encoded frame (the causal encoder's latent of a long run of grey frames is stationary), so
+        an open-ended session needs no re-encoding."""
+        N = self.num_latent_frames
+        if start + n <= N:
+            return self.cond_concat[:, :, start:start + n]
+        idx = torch.arange(start, start + n).clamp_max(N - 1).to(self.cond_concat.device)
+        return self.cond_concat.index_select(2, idx)
+
+    def to(self, device=None, dtype=None) -> "Conditioning":
+        return Conditioning(self.cond_concat.to(device=device, dtype=dtype),
+                            self.visual_context.to(device=device, dtype=dtype))
+
+
+@dataclass
+class BlockResult:
+    """One generated block.
+
+    Attributes:
+        block: block index; start_frame: its first absolute latent frame.
+        latents: ``[B, 16, 3, h, w]`` normalized latents (the block's x0).
+        frames: ``[B, 3, T, H, W]`` decoded video in [-1, 1] (T = 9 for block 0, 12 after) or None.
+        timings: seconds for ``denoise``, ``context``, ``decode``.
+    """
+
+    block: int
+    start_frame: int
+    latents: torch.Tensor
+    frames: Optional[torch.Tensor]
+    timings: dict = field(default_factory=dict)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class WorldSession:
+    """A running world: owns the KV caches, the absolute frame counter, the noise source, the
+    action history and the streaming VAE-decoder cache. Nothing else keeps generation state.
+
+    Usage::
+
+        s = WorldSession(model, conditioning, decoder=StreamingDecoder(vae), seed=0)
+        for b in range(n_blocks):
+            r = s.step(keyboard_rows, mouse_rows)    # 9 rows for block 0, 12 after
+        track = s.recorded_keyboard, s.recorded_mouse
+
+    Args:
+        model: :class:`~matrix_game_core.model.CausalWanModel`.
+        conditioning: :class:`Conditioning` (moved to the model's device/dtype).
+        decoder: a :class:`~matrix_game_core.vae.StreamingDecoder` or None (latents only).
+        seed: seed of the default :class:`SeededNoise`; ``noise`` overrides it.
+        local_attn_size / sink_size: override the model's window / attention sink (latent frames).
+        denoising_step_list: override the config's list (e.g. ``[1000, 750, 500, 250]``).
+        interrupt: called between denoising steps; raise (e.g. :class:`MatrixGameInterrupted`) to stop.
+            A stopped block can simply be stepped again: its cache slots are overwritten.
+    """
+
+    def __init__(self, model, conditioning: Conditioning, decoder=None, seed: int = 0,
+                 noise: Optional[NoiseSource] = None, local_attn_size: Optional[int] = None,
+                 sink_size: Optional[int] = None, denoising_step_list: Optional[Sequence[int]] = None,
+                 interrupt: Optional[Callable[[], None]] = None):
+        self.model = model
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.cfg: ModelConfig = model.cfg
+        cc = conditioning.cond_concat
+        if cc.dim() != 5 or cc.shape[1] != self.cfg.in_dim - self.cfg.out_dim:
+            raise MatrixGameError(f"conditioning has shape {tuple(cc.shape)}; expected [B, "
+                                  f"{self.cfg.in_dim - self.cfg.out_dim}, N, h, w] (encode the start image first).")
+        self.cond = conditioning.to(self.device, self.dtype)
+        self.batch, _, _, self.h, self.w = cc.shape
+        ph, pw = self.cfg.patch_size[1:]
+        if self.h % ph or self.w % pw:
+            raise MatrixGameError(f"latent grid {self.h}x{self.w} is not divisible by the patch size {ph}x{pw}.")
+        self.cache = model.new_cache(self.batch, (self.h // ph) * (self.w // pw), self.device, self.dtype,
+                                     local_attn_size, sink_size)
+        self.scheduler = FlowMatchScheduler(self.cfg.timestep_shift)
+        steps = list(denoising_step_list or self.cfg.denoising_step_list)
+        if not steps or any(not 0 < int(s) <= 1000 for s in steps):
+            raise MatrixGameError(f"denoising_step_list {steps} must hold timesteps in (0, 1000].")
+        self.timesteps = self.scheduler.warp(steps)
+        self.sigmas = [self.scheduler.sigma(float(t)) for t in self.timesteps]
+        self.noise = noise if noise is not None else SeededNoise(seed)
+        self.decoder = decoder
+        if decoder is not None:
+            decoder.reset()
+        self.interrupt = interrupt
+        self.block = 0
+        K = self.cfg.keyboard_dim
+        self.keyboard_rows = torch.zeros(self.batch, 0, K, device=self.device, dtype=self.dtype)
+        self.mouse_rows = (torch.zeros(self.batch, 0, 2, device=self.device, dtype=self.dtype)
+                           if self.cfg.has_mouse else None)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def start_frame(self) -> int:
+        """Absolute latent frame the next block starts at."""
+        return self.block * self.cfg.num_frame_per_block
+
+    def rows_for_block(self, block: int) -> int:
+        """Raw action rows a block adds: ``1 + 4*(nb-1)`` for block 0 (9), ``4*nb`` after (12)."""
+        nb = self.cfg.num_frame_per_block
+        return 1 + 4 * (nb - 1) if block == 0 else 4 * nb
+
+    # ------------------------------------------------------------------ stepping
+    def _append_actions(self, keyboard, mouse):
+        need = self.rows_for_block(self.block)
+        kb = self._rows(keyboard, need, self.cfg.keyboard_dim, "keyboard")
+        self.keyboard_rows = torch.cat([self.keyboard_rows, kb], dim=1)
+        if self.cfg.has_mouse:
+            if mouse is None:
+                raise MatrixGameError(f"mode {self.cfg.mode!r} needs mouse rows [B, {need}, 2] for every block.")
+            self.mouse_rows = torch.cat([self.mouse_rows, self._rows(mouse, need, 2, "mouse")], dim=1)
+
+    def _rows(self, rows, need, width, name):
+        rows = torch.as_tensor(rows, dtype=self.dtype, device=self.device)
+        if rows.dim() == 2:
+            rows = rows.unsqueeze(0).expand(self.batch, -1, -1)
+        if rows.dim() == 1:  # one action held for the whole block
+            rows = rows.view(1, 1, -1).expand(self.batch, need, -1)
+        if rows.shape[1:] != (need, width):
+            raise MatrixGameError(f"{name} rows for block {self.block} have shape {tuple(rows.shape)}; "
+                                  f"expected [B, {need}, {width}] (9 video frames for block 0, 12 after).")
+        return rows
+
+    def step(self, keyboard, mouse=None, decode: bool = True) -> BlockResult:
+        """Generate the next block.
+
+        Args:
+            keyboard: ``[B, R, K]`` / ``[R, K]`` raw rows for the block's new video frames, or ``[K]``
+                (one action held for the block); R = 9 for block 0, 12 after. Multi-hot {0, 1}.
+            mouse: same for the mouse ``(pitch, yaw)`` in official units (0.1 = one camera step);
+                None for templerun.
+            decode: run the streaming VAE decoder (if one was given).
+        Returns:
+            :class:`BlockResult` (latents ``[B,16,3,h,w]``, frames ``[B,3,T,H,W]`` in [-1,1]).
+        Raises:
+            MatrixGameError: wrong action shapes; whatever ``interrupt`` raises.
+        """
+        n_rows_before = self.keyboard_rows.shape[1]
+        self._append_actions(keyboard, mouse)
+        try:
+            return self._run_block(decode)
+        except BaseException:
+            # keep the session consistent: the block can be stepped again
+            self.keyboard_rows = self.keyboard_rows[:, :n_rows_before]
+            if self.mouse_rows is not None:
+                self.mouse_rows = self.mouse_rows[:, :n_rows_before]
+            raise
+
+    @torch.no_grad()
+    def _run_block(self, decode: bool) -> BlockResult:
+        nb = self.cfg.num_frame_per_block
+        start = self.start_frame
+        b = self.block
+        shape = (self.batch, self.cfg.out_dim, nb, self.h, self.w)
+        cc = self.cond.frames(start, nb)
+        kb, ms = self.keyboard_rows, self.mouse_rows
+        vc = self.cond.visual_context
+        timings = {}
+        t0 = time.perf_counter()
+        x = self.noise.initial(b, shape, self.device, self.dtype)
+        ones = torch.ones(self.batch, nb, device=self.device, dtype=torch.float32)
+        n_steps = len(self.timesteps)
+        x0 = x
+        for s in range(n_steps):
+            if self.interrupt is not None:
+                self.interrupt()
+            flow = self.model(x, ones * self.timesteps[s], cc, vc, kb, ms, start, self.cache)
+            x0 = (x.double() - self.sigmas[s].double() * flow.double()).to(flow.dtype)
+            if s < n_steps - 1:
+                sig = self.sigmas[s + 1].to(self.device)
+                x = ((1 - sig) * x0 + sig * self.noise.renoise(shape, self.device, self.dtype)).to(self.dtype)
+        _sync(self.device)
+        t1 = time.perf_counter()
+        timings["denoise"] = t1 - t0
+        self.model(x0, ones * float(self.cfg.context_noise), cc, vc, kb, ms, start, self.cache)
+        _sync(self.device)
+        t2 = time.perf_counter()
+        timings["context"] = t2 - t1
+        frames = None
+        if decode and self.decoder is not None:
+            frames = self.decoder.decode(x0)
+            _sync(self.device)
+            timings["decode"] = time.perf_counter() - t2
+        self.block += 1
+        return BlockResult(block=b, start_frame=start, latents=x0, frames=frames, timings=timings)
+
+    def generate(self, keyboard: torch.Tensor, mouse: Optional[torch.Tensor], num_latent_frames: int,
+                 callback: Optional[Callable[[BlockResult], None]] = None, decode: bool = True):
+        """Offline generation: loop :meth:`step` over a whole action track.
+
+        Args:
+            keyboard: ``[B, T, K]`` or ``[T, K]`` rows, ``T >= 1 + 4*(num_latent_frames-1)``.
+            mouse: ``[B, T, 2]`` / ``[T, 2]`` or None.
+            num_latent_frames: a multiple of 3 (``num_frame_per_block``).
+            callback: called with each :class:`BlockResult` (progress, previews, interrupts).
+        Returns:
+            ``(latents [B,16,N,h,w], frames [B,3,1+4(N-1),H,W] or None)``.
+        Raises:
+            MatrixGameError: N not a multiple of 3, or the track too short.
+        """
+        nb = self.cfg.num_frame_per_block
+        if num_latent_frames <= 0 or num_latent_frames % nb:
+            raise MatrixGameError(f"latent frames must be a positive multiple of {nb} (got {num_latent_frames}); "
+                                  f"e.g. {max(nb, num_latent_frames // nb * nb)}.")
+        need = 1 + 4 * (num_latent_frames - 1)
+        if keyboard.dim() == 2:
+            keyboard = keyboard.unsqueeze(0)
+        if mouse is not None and mouse.dim() == 2:
+            mouse = mouse.unsqueeze(0)
+        if keyboard.shape[1] < need:
+            raise MatrixGameError(f"the action track has {keyboard.shape[1]} video frames but "
+                                  f"{num_latent_frames} latent frames need {need}; lengthen the track or "
+                                  f"generate fewer frames.")
+        lat, vid = [], []
+        for _ in range(num_latent_frames // nb):
+            a = self.keyboard_rows.shape[1]
+            r = self.rows_for_block(self.block)
+            res = self.step(keyboard[:, a:a + r], None if mouse is None else mouse[:, a:a + r], decode=decode)
+            lat.append(res.latents)
+            if res.frames is not None:
+                vid.append(res.frames)
+            if callback is not None:
+                callback(res)
+        return torch.cat(lat, dim=2), (torch.cat(vid, dim=2) if vid else None)
