@@ -1,0 +1,197 @@
+"""From a start image to conditioning, and the three models a run needs.
+
+Official source: ``Matrix-Game-2/inference.py`` (``_resizecrop``, ``frame_process``,
+``generate_videos``), reference §4.3:
+
+1. centre-crop the image to the 352:640 aspect (PIL ``crop`` with rounded box), resize to 352x640
+   (bilinear with antialias), map to [-1, 1];
+2. VAE-encode the image followed by ``4(N-1)`` mid-grey frames (value 0) -> ``[1,16,N,44,80]``,
+   normalize; ``cond_concat = cat[mask(4 ch, 1 at latent 0), latents]``;
+3. ``visual_context`` = CLIP ViT-H/14 penultimate features of the frame squashed to 224^2.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .config import LATENT_HEIGHT, LATENT_WIDTH, VIDEO_HEIGHT, VIDEO_WIDTH, ModelConfig, preset
+from .errors import MatrixGameError
+from .sampling import Conditioning
+
+CROP_MODES = ("center", "stretch", "pad")
+#: Smallest accepted start image side (pixels); smaller images carry too little to upscale.
+MIN_IMAGE_SIDE = 64
+
+
+def _crop_box(w: int, h: int, th: int, tw: int):
+    """The official ``_resizecrop`` box (floats; PIL rounds them)."""
+    if h / w > th / tw:
+        new_w, new_h = int(w), int(int(w) * th / tw)
+    else:
+        new_h, new_w = int(h), int(int(h) * tw / th)
+    return (w - new_w) / 2, (h - new_h) / 2, (w + new_w) / 2, (h + new_h) / 2
+
+
+def prepare_image(image: torch.Tensor, crop: str = "center", height: int = VIDEO_HEIGHT,
+                  width: int = VIDEO_WIDTH) -> torch.Tensor:
+    """Fit a start image to the model's frame size.
+
+    Args:
+        image: ``[B, H, W, 3]`` float in [0, 1] (ComfyUI IMAGE) or ``[B, 3, H, W]`` in [0, 1].
+        crop: ``"center"`` (official: centre-crop to the aspect, then resize), ``"stretch"``
+            (resize, aspect squashed) or ``"pad"`` (letterbox with mid-grey).
+    Returns:
+        ``[B, 3, height, width]`` float32 in [-1, 1].
+    Raises:
+        MatrixGameError: wrong layout, unknown crop mode, an image smaller than 64 px.
+    """
+    if crop not in CROP_MODES:
+        raise MatrixGameError(f"Unknown crop mode {crop!r}; choose one of {', '.join(CROP_MODES)}.")
+    if image.dim() == 3:
+        image = image.unsqueeze(0)
+    if image.dim() != 4 or 3 not in (image.shape[1], image.shape[-1]):
+        raise MatrixGameError(f"start image has shape {tuple(image.shape)}; expected an RGB image "
+                              f"[B, H, W, 3] with values in 0..1.")
+    x = image.float()
+    if x.shape[-1] == 3 and x.shape[1] != 3:
+        x = x.permute(0, 3, 1, 2)
+    elif x.shape[-1] == 3 and x.shape[1] == 3 and x.shape[2] != 3:
+        x = x.permute(0, 3, 1, 2) if image.shape[-1] == 3 and image.shape[1] > 3 else x
+    h, w = x.shape[-2:]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise MatrixGameError(f"start image is {w}x{h} pixels; it must be at least {MIN_IMAGE_SIDE} px on each "
+                              f"side (ideally {width}x{height} or larger). Use a larger image.")
+    if crop == "center":
+        l, t, r, b = (int(round(v)) for v in _crop_box(w, h, height, width))
+        x = x[:, :, t:b, l:r]
+    elif crop == "pad":
+        s = min(height / h, width / w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+        out = torch.full((x.shape[0], 3, height, width), 0.5)
+        t0, l0 = (height - nh) // 2, (width - nw) // 2
+        out[:, :, t0:t0 + nh, l0:l0 + nw] = x
+        return (out.clamp(0, 1) * 2 - 1)
+    x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1) * 2 - 1
+
+
+def load_image(path: str) -> torch.Tensor:
+    """Read an image file as ``[1, H, W, 3]`` float32 in [0, 1] (Pillow).
+
+    Raises:
+        MatrixGameError: missing or unreadable file.
+    """
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            arr = torch.frombuffer(bytearray(im.convert("RGB").tobytes()), dtype=torch.uint8)
+            w, h = im.size
+    except FileNotFoundError as e:
+        raise MatrixGameError(f"start image {path!r} does not exist.") from e
+    except Exception as e:
+        raise MatrixGameError(f"cannot read start image {path!r} ({type(e).__name__}: {e}); use a PNG or JPEG.") from e
+    return arr.view(1, h, w, 3).float() / 255.0
+
+
+@torch.no_grad()
+def encode_conditioning(vae, image_encoder, image: torch.Tensor, num_latent_frames: int) -> Conditioning:
+    """Conditioning of a prepared start image (reference §4.3).
+
+    Args:
+        vae: :class:`~matrix_game_core.vae.WanVAE` with its encoder.
+        image_encoder: :class:`~matrix_game_core.image_encoder.CLIPVisionTower`, or None for a
+            model configured without image tokens (then zeros are used).
+        image: ``[B, 3, 352, 640]`` in [-1, 1] (from :func:`prepare_image`).
+        num_latent_frames: N latent frames to encode (the official code encodes the whole run;
+            sessions run past N by repeating the last frame, see :meth:`Conditioning.frames`).
+    Returns:
+        :class:`Conditioning` with ``cond_concat [B,20,N,44,80]`` and ``visual_context [B,257,D]``
+        in float32 on the VAE's device.
+    """
+    from .image_encoder import encode_image
+    from .vae import encode_start_image
+
+    if num_latent_frames < 1:
+        raise MatrixGameError(f"need at least 1 latent frame (got {num_latent_frames}).")
+    cond_concat = encode_start_image(vae, image, num_latent_frames).float()
+    if image_encoder is not None:
+        dev = next(image_encoder.parameters()).device
+        visual = encode_image(image_encoder, image.to(dev)).float().to(cond_concat.device)
+    else:
+        visual = torch.zeros(image.shape[0], 257, 1280, device=cond_concat.device)
+    return Conditioning(cond_concat, visual)
+
+
+def frames_to_images(frames: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, T, H, W]`` in [-1, 1] -> ComfyUI IMAGE ``[B*T, H, W, 3]`` float32 in [0, 1] (CPU)."""
+    x = (frames.float().clamp(-1, 1) + 1) / 2
+    return x.permute(0, 2, 3, 4, 1).reshape(-1, x.shape[3], x.shape[4], 3).cpu()
+
+
+# ---------------------------------------------------------------------------------------------- models
+@dataclass
+class Components:
+    """The three models of a run: the DiT, the Wan VAE and the image encoder (may be None)."""
+
+    dit: torch.nn.Module
+    vae: torch.nn.Module
+    image_encoder: Optional[torch.nn.Module]
+    label: str
+
+
+def random_tiny(mode: str = "universal", seed: int = 0, device="cpu") -> Components:
+    """UNTRAINED tiny models of the real architecture (random weights): for smoke tests and
+    workflows that must run without the 6 GB checkpoint. Their output is noise."""
+    from .image_encoder import CLIPVisionTower, VisionConfig
+    from .model import build_model
+    from .vae import WanVAE
+
+    g = torch.Generator().manual_seed(seed)
+    cfg: ModelConfig = preset(f"tiny_{mode}")
+    vcfg = VisionConfig(dim=64, num_heads=2, num_layers=2, out_dim=32)
+    cfg.img_dim = vcfg.dim
+    dit = build_model(cfg, dtype=torch.float32)
+    vae = WanVAE(dim=8).eval().requires_grad_(False)
+    clip = CLIPVisionTower(vcfg).eval().requires_grad_(False)
+    with torch.no_grad():
+        for mod in (dit, vae, clip):
+            for n, p in mod.named_parameters():
+                if p.dim() >= 2:
+                    p.copy_(torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
+                elif "norm" in n or "gamma" in n:
+                    p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+                else:
+                    p.copy_(0.02 * torch.randn(p.shape, generator=g))
+    return Components(dit.to(device), vae.to(device), clip.to(device), f"random-weights tiny ({mode}) - UNTRAINED")
+
+
+def load_components(checkpoint_dir: str, mode: str, device="cpu", dtype=torch.bfloat16,
+                    attention_backend: str = "auto", vae_dtype: Optional[torch.dtype] = None) -> Components:
+    """Load a mode's official files from ``checkpoint_dir`` (as laid out by
+    :func:`~matrix_game_core.checkpoints.download` or flat).
+
+    Raises:
+        MatrixGameError: a file is missing (the message lists what to download) or invalid.
+    """
+    from .checkpoints import CLIP_FILE, DIT_FILES, VAE_FILE, files_for_mode, find_file, load_dit
+    from .image_encoder import load_image_encoder
+    from .vae import load_wan_vae
+
+    if not checkpoint_dir or not os.path.isdir(checkpoint_dir):
+        raise MatrixGameError(f"checkpoint folder {checkpoint_dir!r} does not exist; download with "
+                              f"`python -m matrix_game_core download --mode {mode} --dir DIR`.")
+    paths = {rp: find_file(checkpoint_dir, rp) for rp in files_for_mode(mode)}
+    missing = [rp for rp, p in paths.items() if p is None]
+    if missing:
+        raise MatrixGameError(f"{checkpoint_dir} lacks {', '.join(missing)}; download them with "
+                              f"`python -m matrix_game_core download --mode {mode} --dir {checkpoint_dir}`.")
+    dit = load_dit(paths[DIT_FILES[mode]], mode=mode, device=device, dtype=dtype,
+                   attention_backend=attention_backend)
+    vae = load_wan_vae(paths[VAE_FILE], device=device, dtype=vae_dtype or dtype)
+    clip = load_image_encoder(paths[CLIP_FILE], device=device, dtype=dtype)
+    return Components(dit, vae, clip, f"{mode} ({os.path.basename(paths[DIT_FILES[mode]])})")
