@@ -218,6 +218,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gamma.to(device=x.device, dtype=x.dtype)
+        if x.device.type == "cpu" and x.dtype == torch.float32:
+            # same value as F.normalize (x / max(||x||, 1e-12)) to ~1e-7; CPU's vector_norm is ~7x slower
+            inv = torch.rsqrt(x.square().sum(1, keepdim=True).clamp_min_(1e-24))
+            return (x * inv).mul_(self.scale).mul_(g)
         return F.normalize(x, dim=1).mul_(self.scale).mul_(g)
 
 
