@@ -1,0 +1,285 @@
+"""The ComfyUI nodes without ComfyUI: every node's execute() called directly on the untrained tiny
+models (CPU), plus the schema rules (ids, category, tooltips).
+
+``tests/comfy_stubs.py`` stands in for ``comfy_api.latest``; ``nodes.host`` runs its plain-PyTorch
+stand-ins (no ModelPatcher, folders in a temporary directory, progress updates recorded in
+``host.PROGRESS_LOG``). The same node code runs inside a real server in
+``tests/test_comfyui_integration.py``.
+"""
+import asyncio
+import json
+import os
+import sys
+import types
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import comfy_stubs  # noqa: E402
+
+_STUBBED = comfy_stubs.install()
+
+from matrix_game_core.checkpoints import DIT_FILES, save_dit  # noqa: E402
+from matrix_game_core.config import video_frames_for_latents  # noqa: E402
+from matrix_game_core.errors import MatrixGameError  # noqa: E402
+from matrix_game_core.image_encoder import encode_image, load_image_encoder  # noqa: E402
+from matrix_game_core.pipeline import load_image, prepare_image  # noqa: E402
+from matrix_game_core.sampling import Conditioning, WorldSession  # noqa: E402
+from matrix_game_core.vae import StreamingDecoder, encode_start_image, normalize_latents  # noqa: E402
+
+from nodes import host, logic, nodes_v3  # noqa: E402
+
+DEMO = os.path.join(ROOT, "assets", "demo_images", "universal_0000.png")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unstub():
+    yield
+    if _STUBBED:  # leave no fake comfy_api behind for other test modules
+        for k in [k for k in sys.modules if k == "comfy_api" or k.startswith("comfy_api.")]:
+            del sys.modules[k]
+
+
+@pytest.fixture(autouse=True)
+def folders(tmp_path):
+    """Empty model / input folders for every test; the progress log cleared."""
+    d = {k: tmp_path / k for k in ("matrix_game", "vae", "clip_vision", "input")}
+    for p in d.values():
+        p.mkdir()
+    host.set_folders(**d)
+    host.PROGRESS_LOG.clear()
+    yield d
+    host.set_folders(matrix_game=None, vae=None, clip_vision=None, input=None)
+
+
+def run(node_cls, **inputs):
+    """Call a node the way ComfyUI does (classmethod execute with keyword inputs)."""
+    out = node_cls.execute(**inputs)
+    assert isinstance(out, comfy_stubs.NodeOutput) or hasattr(out, "args")
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The three tiny parts, loaded through the nodes."""
+    return types.SimpleNamespace(
+        model=run(nodes_v3.MatrixGameModelLoader, mode="universal", checkpoint=logic.TINY_MODEL).args[0],
+        vae=run(nodes_v3.MatrixGameVAELoader, vae_name=logic.TINY_PART).args[0],
+        clip=run(nodes_v3.MatrixGameImageEncoderLoader, clip_name=logic.TINY_PART).args[0],
+    )
+
+
+def small_conditioning(vae, clip, h=64, w=96, n=3, seed=0):
+    """Conditioning of a small random image (engine calls), for fast sampler tests."""
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(1, 3, h, w, generator=g) * 2 - 1
+    ev = logic.engine_vae(vae).module
+    return Conditioning(encode_start_image(ev, img, n).float(), encode_image(logic.engine_clip(clip).module, img))
+
+
+# ================================================================================================ schema
+def test_every_node_has_ids_category_tooltips_and_is_listed():
+    ext = asyncio.run(__import__("nodes").comfy_entrypoint())
+    listed = asyncio.run(ext.get_node_list())
+    assert listed == nodes_v3.NODES and len(listed) == 11
+    ids = set()
+    for cls in listed:
+        s = cls.define_schema()
+        assert s.node_id.startswith("MatrixGame") and s.node_id not in ids, s.node_id
+        ids.add(s.node_id)
+        assert s.category == "MatrixGame", s.node_id
+        assert s.display_name and s.display_name.startswith("Matrix-Game"), s.node_id
+        assert s.description, s.node_id
+        for i in s.inputs:
+            assert i.tooltip and len(i.tooltip) > 15, (s.node_id, i.id)
+        assert s.outputs, s.node_id
+        for o in s.outputs:
+            assert o.tooltip and o.display_name, (s.node_id, o.id)
+    assert {"MatrixGameModelLoader", "MatrixGameVAELoader", "MatrixGameImageEncoderLoader",
+            "MatrixGameEncodeStartImage", "MatrixGameActionsFromJSON", "MatrixGameBenchmarkActions",
+            "MatrixGameActionsFromFile", "MatrixGameConcatActions", "MatrixGameSampler", "MatrixGameDecode",
+            "MatrixGameOverlay"} == ids
+
+
+def test_model_loader_lists_tiny_local_and_official_checkpoints(folders):
+    (folders["matrix_game"] / "mine.safetensors").write_bytes(b"x")
+    opts = {i.id: i for i in nodes_v3.MatrixGameModelLoader.define_schema().inputs}["checkpoint"].kw["options"]
+    assert opts[0] == logic.TINY_MODEL
+    assert "mine.safetensors" in opts and all(p in opts for p in DIT_FILES.values())
+    # names outside the list are accepted at validation time and judged in execute()
+    assert nodes_v3.MatrixGameModelLoader.validate_inputs(checkpoint="../x.safetensors") is True
+
+
+# ================================================================================================ loaders
+def test_model_loader_tiny(tiny):
+    m = tiny.model
+    assert isinstance(m, logic.MatrixGameModel) and m.mode == "universal" and m.dtype == torch.float32
+    assert "UNTRAINED" in m.label and m.is_tiny
+    assert m.module.cfg.img_dim == 64 and m.patcher is None       # no ModelPatcher outside ComfyUI
+    tw = logic.load_model("templerun", logic.TINY_MODEL)
+    assert tw.module.cfg.keyboard_dim == 7 and not tw.module.cfg.has_mouse
+
+
+@pytest.mark.parametrize("name", ["../evil.safetensors", "a/../../b.safetensors", "/etc/passwd", "..\\x.safetensors"])
+def test_model_loader_refuses_path_traversal(name):
+    with pytest.raises(MatrixGameError, match="outside ComfyUI's model folders"):
+        run(nodes_v3.MatrixGameModelLoader, mode="universal", checkpoint=name)
+
+
+def test_model_loader_missing_official_file_says_how_to_get_it(folders):
+    with pytest.raises(MatrixGameError, match="download if missing") as e:
+        logic.load_model("universal", DIT_FILES["universal"])
+    assert str(folders["matrix_game"]) in str(e.value)
+    with pytest.raises(MatrixGameError, match="official 'gta_drive' checkpoint but mode is 'universal'"):
+        logic.load_model("universal", DIT_FILES["gta_drive"], download_if_missing=True)   # refused before downloading
+
+
+def test_model_loader_download_goes_through_the_engine(folders, monkeypatch):
+    calls = []
+
+    def fake_download(mode, directory, with_encoders=True):
+        calls.append((mode, directory, with_encoders))
+        p = os.path.join(directory, DIT_FILES[mode])
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        save_tiny_dit(mode, p)
+        return {DIT_FILES[mode]: p}
+
+    monkeypatch.setattr(logic, "download", fake_download)
+    m = logic.load_model("gta_drive", DIT_FILES["gta_drive"], download_if_missing=True)
+    assert calls == [("gta_drive", str(folders["matrix_game"]), False)]
+    assert m.mode == "gta_drive" and m.module.cfg.keyboard_dim == 2
+
+
+def test_model_loader_wrong_mode_checkpoint(folders):
+    save_tiny_dit("gta_drive", folders["matrix_game"] / "tiny_gta.safetensors")
+    with pytest.raises(MatrixGameError, match="is a 'gta_drive' checkpoint but mode 'universal' was requested"):
+        run(nodes_v3.MatrixGameModelLoader, mode="universal", checkpoint="tiny_gta.safetensors")
+    m = logic.load_model("gta_drive", "tiny_gta.safetensors", dtype="bf16")
+    assert m.dtype == torch.bfloat16 and next(m.module.parameters()).dtype == torch.bfloat16
+
+
+def test_model_loader_releases_the_previous_model_of_the_same_node(folders):
+    save_tiny_dit("universal", folders["matrix_game"] / "u.safetensors")
+    a = logic.load_model("universal", logic.TINY_MODEL, node_key="7")
+    other = logic.load_model("universal", logic.TINY_MODEL, node_key="8")
+    b = logic.load_model("universal", "u.safetensors", node_key="7")
+    assert a.module is None and b.module is not None          # node 7's old model was released
+    assert other.module is not None                           # another node's model is untouched
+    a.ensure_loaded()                                         # a stale cached handle reloads itself
+    assert a.module is not None and a.cfg.img_dim == 64
+
+
+def save_tiny_dit(mode, path):
+    """A tiny DiT in the official file format, with its config.json beside it (its shapes are not the
+    full-size preset's, so the engine reads the config next to the file)."""
+    dit = logic.tiny_components(mode).dit
+    save_dit(dit, str(path))
+    dit.cfg.save(os.path.join(os.path.dirname(str(path)), "config.json"))
+
+
+def _official_vae_file(path):
+    torch.save(logic.tiny_components("universal").vae.state_dict(), path)
+
+
+def _official_clip_file(path):
+    """A small CLIP visual tower (80-channel heads, as ViT-H, so the head count is inferred from the
+    shapes) in the official file layout: ``visual.*`` plus text-tower tensors."""
+    from matrix_game_core.image_encoder import CLIPVisionTower, VisionConfig
+    torch.manual_seed(3)
+    tower = CLIPVisionTower(VisionConfig(dim=160, num_heads=2, num_layers=3, out_dim=32))
+    sd = {"visual." + k: v.clone() for k, v in tower.state_dict().items()}
+    sd["textual.token_embedding.weight"] = torch.zeros(3, 4)     # the text tower is skipped
+    sd["log_scale"] = torch.zeros(())
+    torch.save(sd, path)
+
+
+def test_vae_loader_reads_the_official_pth(folders):
+    _official_vae_file(folders["vae"] / "Wan2.1_VAE.pth")
+    assert "Wan2.1_VAE.pth" in logic.list_vae_files()
+    vae = run(nodes_v3.MatrixGameVAELoader, vae_name="Wan2.1_VAE.pth").args[0]
+    ref = logic.tiny_components("universal").vae.state_dict()
+    got = logic.engine_vae(vae).module.state_dict()
+    assert set(got) == set(ref) and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert logic.engine_vae(vae) is logic.engine_vae(vae)          # built once per VAE object
+    _official_clip_file(folders["vae"] / "not_a_vae.pth")
+    with pytest.raises(MatrixGameError, match="not a Wan video VAE"):
+        logic.load_vae("not_a_vae.pth")
+    with pytest.raises(MatrixGameError, match="outside"):
+        logic.load_vae("../Wan2.1_VAE.pth")
+
+
+def test_image_encoder_loader_and_both_encode_paths_agree(folders):
+    """The official CLIP file -> our loader -> native CLIP_VISION (HF layout, as core's
+    clip_vision_h) -> the encode node's tower gives the features of the official-format tower."""
+    _official_clip_file(folders["matrix_game"] / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth")
+    name = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
+    assert name in logic.list_clip_files()
+    cv = run(nodes_v3.MatrixGameImageEncoderLoader, clip_name=name).args[0]
+    sd = cv.model.state_dict()
+    assert "vision_model.encoder.layers.1.self_attn.q_proj.weight" in sd and not any(k.startswith("visual.") for k in sd)
+    assert cv.config["num_attention_heads"] == 2 and cv.config["hidden_size"] == 160
+    official = load_image_encoder(str(folders["matrix_game"] / name))
+    img = prepare_image(load_image(DEMO))
+    ref = encode_image(official, img)
+    got = encode_image(logic.engine_clip(cv).module, img)
+    assert got.shape == (1, 257, 160)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
+    # the key conversion is the exact inverse of the engine's ComfyUI -> official conversion
+    from matrix_game_core.image_encoder import convert_comfy_clip_vision
+    back = convert_comfy_clip_vision(sd)
+    assert set(back) == set(official.state_dict())
+    assert all(torch.equal(back[k], official.state_dict()[k]) for k in back)
+
+
+def test_image_encoder_loader_rejects_a_vae(folders):
+    _official_vae_file(folders["clip_vision"] / "oops.pth")
+    with pytest.raises(MatrixGameError, match="not a CLIP vision"):
+        logic.load_clip_vision("oops.pth")
+
+
+# ================================================================================================ encode
+def test_encode_start_image_shapes_and_official_equivalence(tiny):
+    img = load_image(DEMO)                                              # [1,H,W,3] in 0..1
+    cond = run(nodes_v3.MatrixGameEncodeStartImage, image=img, vae=tiny.vae, clip_vision=tiny.clip,
+               crop="center", length=3).args[0]
+    assert isinstance(cond, Conditioning)
+    assert cond.cond_concat.shape == (1, 20, 3, 44, 80) and cond.visual_context.shape == (1, 257, 64)
+    assert torch.equal(cond.cond_concat[:, :4, 0], torch.ones(1, 4, 44, 80))   # the start-frame mask
+    prepared = prepare_image(img)
+    ref = encode_start_image(logic.tiny_components("universal").vae, prepared, 3)
+    torch.testing.assert_close(cond.cond_concat, ref, rtol=0, atol=0)
+    torch.testing.assert_close(cond.visual_context, encode_image(logic.tiny_components("universal").image_encoder,
+                                                                 prepared), rtol=0, atol=0)
+
+
+def test_encode_accepts_a_clip_vision_output_as_is(tiny):
+    feats = torch.randn(2, 257, 64)
+    out = types.SimpleNamespace(penultimate_hidden_states=feats)
+    cond = logic.encode(torch.rand(1, 100, 120, 3), tiny.vae, clip_vision_output=out, crop="stretch", length=1)
+    assert torch.equal(cond.visual_context, feats[:1]) and cond.cond_concat.shape == (1, 20, 1, 44, 80)
+
+
+def test_encode_errors(tiny):
+    with pytest.raises(MatrixGameError, match="at least 64 px"):
+        logic.encode(torch.rand(1, 9, 17, 3), tiny.vae, tiny.clip)              # a 17x9 image
+    with pytest.raises(MatrixGameError, match="Connect an image encoder"):
+        logic.encode(torch.rand(1, 100, 100, 3), tiny.vae)
+    with pytest.raises(MatrixGameError, match="Unknown crop mode"):
+        logic.encode(torch.rand(1, 100, 100, 3), tiny.vae, tiny.clip, crop="zoom")
+    with pytest.raises(MatrixGameError, match="not a VAE"):
+        logic.encode(torch.rand(1, 100, 100, 3), object(), tiny.clip)
+
+
+# ================================================================================================ decode
+def test_decode_streams_to_1_plus_4n_frames_equal_to_one_shot(tiny):
+    z = torch.randn(1, 16, 6, 8, 10, generator=torch.Generator().manual_seed(1))
+    images = run(nodes_v3.MatrixGameDecode, vae=tiny.vae, latent={"samples": z}).args[0]
+    assert images.shape == (video_frames_for_latents(6), 64, 80, 3) == (21, 64, 80, 3)
+    assert images.dtype == torch.float32 and 0 <= images.min() and images.max() <= 1
+    ref = logic.tiny_components("universal").vae.decode(z)              # one shot [1,3,21,64,80] in [-1,1]
+    torch.testing.assert_close(images, ((ref + 1) / 2).permute(0, 2, 3, 4, 1)[0], rtol=0, atol=1e-5)
+    assert [u[1] for u in host.PROGRESS_LOG if u[0] == "decode"] == [3, 6]
+    with pytest.raises(MatrixGameError, match=r"\[B,16,T,h,w\]"):
+        logic.decode(tiny.vae, {"samples": torch.randn(1, 4, 8, 8)})
