@@ -283,3 +283,92 @@ def test_decode_streams_to_1_plus_4n_frames_equal_to_one_shot(tiny):
     assert [u[1] for u in host.PROGRESS_LOG if u[0] == "decode"] == [3, 6]
     with pytest.raises(MatrixGameError, match=r"\[B,16,T,h,w\]"):
         logic.decode(tiny.vae, {"samples": torch.randn(1, 4, 8, 8)})
+
+
+# ================================================================================================ sample
+def track(mode="universal", frames=21, seed=0):
+    """A plain action track (mode, keyboard [T,K], mouse [T,2] or None): what the sampler reads."""
+    g = torch.Generator().manual_seed(seed)
+    k = {"universal": 4, "gta_drive": 2, "templerun": 7}[mode]
+    kb = (torch.rand(frames, k, generator=g) > 0.6).float()
+    ms = None if mode == "templerun" else (torch.randint(-1, 2, (frames, 2), generator=g) * 0.1).float()
+    return types.SimpleNamespace(mode=mode, keyboard=kb, mouse=ms)
+
+
+def test_sampler_returns_raw_latents_of_the_engine_session(tiny):
+    cond = small_conditioning(tiny.vae, tiny.clip, n=6)
+    tr = track(frames=23)                                          # longer than needed: the rest is unused
+    lat = run(nodes_v3.MatrixGameSampler, model=tiny.model, conditioning=cond, actions=tr, seed=5,
+              latent_frames=6).args[0]
+    z = lat["samples"]
+    assert z.shape == (1, 16, 6, 8, 12) and z.dtype == torch.float32
+    ref_session = WorldSession(logic.tiny_components("universal").dit, cond, seed=5)
+    ref, _ = ref_session.generate(tr.keyboard[:21], tr.mouse[:21], 6, decode=False)
+    torch.testing.assert_close(normalize_latents(z), ref, rtol=1e-5, atol=1e-5)     # LATENT holds RAW latents
+    # the decode node on that LATENT gives the frames the engine's own streaming session decodes
+    frames = logic.decode(tiny.vae, lat)
+    s2 = WorldSession(logic.tiny_components("universal").dit, cond, seed=5,
+                      decoder=StreamingDecoder(logic.tiny_components("universal").vae))
+    _, video = s2.generate(tr.keyboard, tr.mouse, 6)
+    torch.testing.assert_close(frames, ((video + 1) / 2).permute(0, 2, 3, 4, 1)[0], rtol=0, atol=1e-4)
+    # a progress step with a latent->RGB preview after each of the 2 blocks
+    steps = [u for u in host.PROGRESS_LOG if u[0] == "sample"]
+    assert [(v, t) for _, v, t, _ in steps] == [(1, 2), (2, 2)]
+    assert all(p.size == (96, 64) for *_, p in steps)
+
+
+def test_sampler_seed_steps_and_window_options(tiny):
+    cond = small_conditioning(tiny.vae, tiny.clip, n=3)
+    tr = track(frames=9)
+    go = lambda **kw: logic.sample(tiny.model, cond, tr, latent_frames=3, **{"seed": 1, **kw})["samples"]
+    a = go()
+    assert torch.equal(a, go())                                             # deterministic per seed
+    assert not torch.allclose(a, go(seed=2))
+    assert not torch.allclose(a, go(denoising_steps="1000, 500"))
+    assert torch.isfinite(go(local_attn_size=9, sink_size=3)).all()
+    host.PROGRESS_LOG.clear()
+    go(vae=tiny.vae)                                                        # decoded previews
+    (_, v, t, p), = [u for u in host.PROGRESS_LOG if u[0] == "sample"]
+    assert (v, t) == (1, 1) and p.size == (96, 64)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(latent_frames=10), r"multiple of 3 .* got 10\. Use 9 or 12"),
+    (dict(actions=track("gta_drive")), "track is for mode 'gta_drive' but the model is 'universal'"),
+    (dict(actions=track(frames=9), latent_frames=6), "has 9 video frames but 6 latent frames need 21.*3 or less"),
+    (dict(denoising_steps="1000, abc"), "whole timesteps"),
+    (dict(denoising_steps="333, 666"), "decreasing"),
+    (dict(local_attn_size=4, sink_size=4), "smaller than the local attention window"),
+])
+def test_sampler_rejects_bad_inputs_with_a_fix(tiny, kwargs, match):
+    cond = small_conditioning(tiny.vae, tiny.clip, n=3)
+    args = {**dict(model=tiny.model, conditioning=cond, actions=track(), seed=0, latent_frames=6), **kwargs}
+    with pytest.raises(MatrixGameError, match=match):
+        logic.sample(**args)
+
+
+def test_sampler_rejects_features_of_the_wrong_encoder(tiny):
+    cond = small_conditioning(tiny.vae, tiny.clip, n=3)
+    cond = Conditioning(cond.cond_concat, torch.zeros(1, 257, 1280))         # clip_vision_h features, tiny model
+    with pytest.raises(MatrixGameError, match="random-tiny model needs the random-tiny VAE and image encoder"):
+        logic.sample(tiny.model, cond, track(), 0, 3)
+
+
+def test_sampler_interrupt_stops_between_steps_and_the_next_run_works(tiny, monkeypatch):
+    cond = small_conditioning(tiny.vae, tiny.clip, n=3)
+    calls = []
+
+    class Stop(BaseException):
+        pass
+
+    def hook():
+        calls.append(1)
+        if len(calls) == 2:
+            raise Stop()
+
+    monkeypatch.setattr(host, "interrupt_hook", lambda: hook)
+    with pytest.raises(Stop):
+        logic.sample(tiny.model, cond, track(), 0, 6)
+    assert len(calls) == 2                                                  # stopped at the 2nd denoising step
+    monkeypatch.undo()
+    assert logic.sample(tiny.model, cond, track(), 0, 6)["samples"].shape[2] == 6
