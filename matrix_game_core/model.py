@@ -191,7 +191,7 @@ class ActionModule(nn.Module):
             self.keyboard_attn_kv = ops.Linear(ac.hidden_size * self.window_rows, 2 * kd, bias=ac.qkv_bias, **kw)
             self.proj_keyboard = ops.Linear(kd, ac.img_hidden_size, bias=ac.qkv_bias, **kw)
 
-    def forward(self, x, grid, mouse, keyboard, start_frame, lc, cache, frame_mask, backend):
+    def forward(self, x, grid, mouse, keyboard, start_frame, lc, cache, frame_mask, backend, arope):
         """
         Args:
             x: ``[B, F*N, C]`` hidden states (token order f, h, w).
@@ -200,11 +200,12 @@ class ActionModule(nn.Module):
             start_frame: absolute index of the first latent frame of ``x``.
             lc/cache: layer cache and model cache (None for the uncached path).
             frame_mask: uncached path only, bool ``[F, F]`` (query frame, key frame).
+            arope: ``(cos, sin)`` of the action RoPE for these frames (:func:`action_rope_cos_sin`).
         """
         f, npf = grid[0], grid[1] * grid[2]
         b = x.shape[0]
         ac = self.ac
-        cos, sin = action_rope_cos_sin(start_frame, f, ac.head_dim, ac.rope_dim_list, ac.rope_theta, x.device)
+        cos, sin = arope
         if lc is not None:
             slots = cache.slot_index(start_frame, f, x.device)
             nv = cache.ring.valid(start_frame + f)
@@ -281,7 +282,8 @@ class AttentionBlock(nn.Module):
         x = x + (y.unflatten(1, (f, npf)) * m[2]).flatten(1, 2)
         x = x + self.cross_attn(self.norm3(x), ctx_kv[0], ctx_kv[1], backend)
         if self.action_model is not None:
-            x = self.action_model(x, grid, mouse, keyboard, start_frame, lc, cache, masks["frame"], backend)
+            x = self.action_model(x, grid, mouse, keyboard, start_frame, lc, cache, masks["frame"], backend,
+                                  masks["arope"])
         y = self.ffn(mod(x, m[3], m[4]))
         return x + (y.unflatten(1, (f, npf)) * m[5]).flatten(1, 2)
 
@@ -430,16 +432,15 @@ class CausalWanModel(nn.Module):
         tokens = xin.flatten(2).transpose(1, 2)
         e = self.time_embedding(sinusoidal_embedding_1d(cfg.freq_dim, timestep.flatten()).to(dtype))
         e0 = self.time_projection(e).unflatten(1, (6, cfg.dim)).unflatten(0, timestep.shape)  # [B, F, 6, C]
-        rope_dtype = torch.float64 if dtype == torch.float32 else torch.float32
-        rope = main_rope_cos_sin(start_frame, grid[0], grid[1], grid[2], cfg.head_dim, x.device, rope_dtype)
-        masks = {"self": None, "frame": None}
+        rope, arope = self._ropes(start_frame, grid, x.device, dtype)
+        masks = {"self": None, "frame": None, "arope": arope}
         if cache is None:
             if visual_context is None:
                 raise MatrixGameError("visual_context (image tokens) is required.")
             ctx = self.img_emb(visual_context.to(dtype))
             ctx_kv = [blk.cross_attn.context_kv(ctx) for blk in self.blocks]
             frame_mask = self.block_causal_mask(start_frame, grid[0], x.device)
-            masks = {"frame": frame_mask, "self": frame_mask.repeat_interleave(npf, 0).repeat_interleave(npf, 1)}
+            masks.update(frame=frame_mask, self=frame_mask.repeat_interleave(npf, 0).repeat_interleave(npf, 1))
         else:
             if not cache.context_ready:
                 if visual_context is None:
@@ -458,6 +459,24 @@ class CausalWanModel(nn.Module):
             cache.end_call(start_frame, grid[0])
         out = self.head(tokens, e.unflatten(0, timestep.shape), grid[0], npf)      # [B, F, N, 64]
         return self.unpatchify(out, grid)
+
+    def _ropes(self, start_frame, grid, device, dtype):
+        """Main and action RoPE tables for a call, memoised for the repeated calls of one block
+        (3-4 denoising steps + the context pass share them). The main RoPE runs in float64 for fp32
+        models (faithful to the official complex128 math) and in float32 otherwise."""
+        key = (start_frame, tuple(grid), str(device), dtype)
+        memo = getattr(self, "_rope_memo", None)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        cfg = self.cfg
+        rope_dtype = torch.float64 if dtype == torch.float32 else torch.float32
+        rope = main_rope_cos_sin(start_frame, grid[0], grid[1], grid[2], cfg.head_dim, device, rope_dtype)
+        arope = None
+        if cfg.action_config is not None:
+            ac = cfg.action_config
+            arope = action_rope_cos_sin(start_frame, grid[0], ac.head_dim, ac.rope_dim_list, ac.rope_theta, device)
+        self._rope_memo = (key, (rope, arope))
+        return rope, arope
 
     def block_causal_mask(self, start_frame: int, num_frames: int, device=None) -> torch.Tensor:
         """Frame-level mask ``[F, F]`` (True = attend) of the uncached path: frame i sees frame j
