@@ -1,0 +1,131 @@
+"""Evaluator (issue #5): action following on synthetic panning videos of known direction, motion
+measurement, PSNR/SSIM, next-block evaluation on a tiny model, CLI."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from matrix_game_core.errors import MatrixGameError
+from matrix_game_core.evaluate import (ACTION_CLASSES, action_following, block_rows, command_script,
+                                       global_motion, main, phase_correlation, psnr, ssim,
+                                       synthetic_panning_video, to_gray)
+
+
+def _shift(img, dx, dy):
+    """Translate an image [H,W] by (dx, dy) pixels (content moves right/down), bilinear."""
+    h, w = img.shape
+    t = torch.from_numpy(img)[None, None]
+    ys = (torch.arange(h, dtype=torch.float32) - dy) / (h - 1) * 2 - 1
+    xs = (torch.arange(w, dtype=torch.float32) - dx) / (w - 1) * 2 - 1
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1)[None]
+    return F.grid_sample(t, grid, mode="bilinear", padding_mode="reflection", align_corners=True)[0, 0].numpy()
+
+
+def test_phase_correlation_recovers_subpixel_shifts():
+    rng = np.random.default_rng(0)
+    base = F.interpolate(torch.from_numpy(rng.random((1, 1, 24, 40)).astype(np.float32)), size=(96, 160),
+                         mode="bicubic", align_corners=False)[0, 0].numpy()
+    for dx, dy in ((2.5, 0.0), (-4.0, 1.25), (0.0, -3.5), (7.3, 2.2)):
+        mx, my, peak = phase_correlation(base, _shift(base, dx, dy))
+        assert mx == pytest.approx(dx, abs=0.25) and my == pytest.approx(dy, abs=0.25), (dx, dy, mx, my)
+        assert peak > 0.2
+
+
+def test_block_rows_match_the_session():
+    assert block_rows(0) == (0, 9)
+    assert block_rows(1) == (9, 21)
+    assert block_rows(3) == (33, 45)
+
+
+def test_synthetic_panning_is_followed_100_percent():
+    kb, ms, labels = command_script(9, 0.1)
+    assert kb.shape == (105, 4) and ms.shape == (105, 2)
+    assert labels[:5] == ["idle", "turn_left", "turn_right", "look_up", "look_down"]
+    video = synthetic_panning_video(ms, 64, 112, px_per_step=3.0, seed=1)
+    rep = action_following(video, ms)
+    for name, _, _ in ACTION_CLASSES:
+        assert rep.per_class[name]["n"] == 2
+        assert rep.per_class[name]["accuracy"] == 1.0, (name, rep.blocks)
+    assert rep.accuracy == 1.0 and rep.yaw_accuracy == 1.0 and rep.pitch_accuracy == 1.0
+    # the measured motion is the rendered one: turning right at 0.1 moves the picture 3 px left
+    right = [b for b in rep.blocks if "turn_right" in b["classes"]][0]
+    assert right["motion_px"][0] == pytest.approx(-3.0, abs=0.1)
+    up = [b for b in rep.blocks if "look_up" in b["classes"]][0]
+    assert up["motion_px"][1] == pytest.approx(3.0, abs=0.1)
+
+
+@pytest.mark.parametrize("px,mag", [(0.6, 0.1), (2.0, 0.06), (6.0, 0.1)])
+def test_synthetic_accuracy_over_speeds_and_seeds(px, mag):
+    for seed in range(3):
+        _, ms, _ = command_script(5, mag)
+        rep = action_following(synthetic_panning_video(ms, 48, 96, px, seed=seed), ms)
+        assert rep.accuracy == 1.0, (px, mag, seed, rep.blocks)
+
+
+def test_wrong_direction_and_frozen_video_score_zero():
+    _, ms, _ = command_script(9, 0.1)
+    video = synthetic_panning_video(ms, 64, 112, 3.0)
+    assert action_following(video, -ms).accuracy == 0.0             # the world turns the other way
+    frozen = np.repeat(video[:1], len(video), axis=0)
+    assert action_following(frozen, ms).accuracy == 0.0             # the world does not turn at all
+
+
+def test_layouts_give_the_same_motion():
+    _, ms, _ = command_script(3, 0.1)
+    v = synthetic_panning_video(ms, 32, 64, 2.0)
+    ref = global_motion(v)
+    as_float = torch.from_numpy(v).float() / 255                       # ComfyUI IMAGE
+    engine = (torch.from_numpy(v).permute(3, 0, 1, 2).float() / 127.5 - 1)[None]   # [1,3,T,H,W] in [-1,1]
+    for alt in (as_float, engine, engine[0]):
+        np.testing.assert_allclose(global_motion(alt), ref, atol=0.05)
+    with pytest.raises(MatrixGameError, match="expected"):
+        to_gray(np.zeros((4, 5, 6)))
+    with pytest.raises(MatrixGameError, match="rows"):
+        action_following(v, ms[:5])
+
+
+def test_psnr_ssim():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g)
+    assert ssim(x, x) == pytest.approx(1.0, abs=1e-6)
+    assert psnr(x, x) == float("inf")
+    y = (x + 0.1).clamp(0, 1)
+    assert 15 < psnr(y, x) < 25
+    noisy = (x + 0.3 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert ssim(noisy, x) < ssim(y, x) < 1.0
+
+
+def test_next_block_on_a_tiny_model():
+    from matrix_game_core.evaluate import evaluate_next_block
+    from matrix_game_core.pipeline import random_tiny
+
+    comps = random_tiny("universal", seed=0)
+    _, ms, _ = command_script(3, 0.1)
+    video = synthetic_panning_video(ms, 32, 64, 2.0)
+    kb = torch.zeros(len(video), 4)
+    rep = evaluate_next_block(comps.dit, comps.vae, video, kb, ms, seed=0, denoising_step_list=[1000, 500])
+    assert rep["blocks"] == 2
+    for k in ("model", "copy_last", "rollout"):
+        assert np.isfinite(rep[k]["psnr"]) and -1 <= rep[k]["ssim"] <= 1
+    # the copy-last baseline is exactly "hold the last ground-truth frame"
+    gt = torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255
+    s, e = block_rows(1)
+    assert rep["per_block"]["copy_last"]["psnr"][0] == pytest.approx(psnr(gt[s - 1:s].expand(e - s, -1, -1, -1), gt[s:e]))
+    with pytest.raises(MatrixGameError, match="9 \\+ 12k"):
+        evaluate_next_block(comps.dit, comps.vae, video[:20], kb, ms)
+
+
+def test_cli_synthetic_and_motion(tmp_path, capsys):
+    assert main(["synthetic", "--blocks", "5", "--seeds", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == 1.0
+    from matrix_game_core.data.shards import write_mp4
+    _, ms, _ = command_script(5, 0.1)
+    v = synthetic_panning_video(ms, 64, 112, 3.0)
+    write_mp4(str(tmp_path / "v.mp4"), v, 12.0)
+    (tmp_path / "t.json").write_text(json.dumps({"mode": "universal", "keyboard": [[0, 0, 0, 0]] * len(ms),
+                                                  "mouse": ms.tolist()}))
+    assert main(["motion", str(tmp_path / "v.mp4"), "--track", str(tmp_path / "t.json")]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["accuracy"] == 1.0
