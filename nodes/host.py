@@ -160,12 +160,23 @@ def operations():
 
 
 # ---------------------------------------------------------------------------------------------- memory
+class Managed(torch.nn.Module):
+    """The container a ``ModelPatcher`` manages: ComfyUI sets attributes on the model it patches
+    (``device``, ``model_loaded_weight_memory``, ...), which must not land on (or clash with the
+    read-only properties of) the engine's own modules."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+
 def wrap_model(module: torch.nn.Module, load_device=None, offload=None):
-    """A ComfyUI ``ModelPatcher`` around an engine module (None outside ComfyUI)."""
+    """A ComfyUI ``ModelPatcher`` around an engine module (None outside ComfyUI); moving the patcher's
+    model moves ``module``'s weights."""
     if _mm is None:
         return None
     mp = importlib.import_module("comfy.model_patcher")
-    return mp.CoreModelPatcher(module, load_device=load_device or torch_device(),
+    return mp.CoreModelPatcher(Managed(module), load_device=load_device or torch_device(),
                                offload_device=offload or offload_device(),
                                size=_mm.module_size(module))
 

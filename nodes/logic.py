@@ -15,7 +15,7 @@ import os
 import shutil
 import weakref
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -182,9 +182,12 @@ def load_model(mode: str, checkpoint: str, dtype: str = "auto", attention: str =
     path = None if checkpoint == TINY_MODEL else resolve_checkpoint(checkpoint, mode, download_if_missing)
     recipe = dict(mode=mode, checkpoint=checkpoint, dtype=dt, attention=attention, path=path)
     if node_key is not None:
-        old = _LOADED_BY_NODE.pop(node_key, None)
-        old = old() if old is not None else None
-        if old is not None and old.recipe != recipe:
+        ref = _LOADED_BY_NODE.get(node_key)
+        old = ref() if ref is not None else None
+        if old is not None and old.recipe == recipe:      # re-run with the same settings: same model
+            old.ensure_loaded()
+            return old
+        if old is not None:                               # switched: give the old weights back first
             old.release()
             host.free_memory(0)
     module, patcher, label = _build_dit(**recipe)
@@ -690,24 +693,33 @@ def overlay(images: torch.Tensor, actions) -> torch.Tensor:
 
 # ================================================================================================ demo files
 _PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: Demo inputs shipped with the pack, copied into ComfyUI's input folder when missing.
-DEMO_INPUTS = os.path.join(_PACK_DIR, "workflows", "inputs")
+#: Demo inputs shipped with the pack (start images, action tracks); copied into ComfyUI's input
+#: folder with a ``matrixgame_`` prefix, which is how the example workflows refer to them.
+DEMO_SOURCES = ((os.path.join(_PACK_DIR, "assets", "demo_images"), (".png", ".jpg")),
+                (os.path.join(_PACK_DIR, "workflows", "tracks"), (".json",)))
+DEMO_PREFIX = "matrixgame_"
 
 
-def install_demo_inputs() -> List[str]:
-    """Copy the pack's demo start images / action tracks into ComfyUI's input folder, never
-    overwriting a file that is already there. Returns the names copied."""
+def demo_inputs() -> List[Tuple[str, str]]:
+    """``(source path, name in the input folder)`` of every demo input the pack ships."""
+    out = []
+    for folder, exts in DEMO_SOURCES:
+        if os.path.isdir(folder):
+            for f in sorted(os.listdir(folder)):
+                if f.lower().endswith(exts) and os.path.isfile(os.path.join(folder, f)):
+                    out.append((os.path.join(folder, f), DEMO_PREFIX + f))
+    return out
+
+
+def install_demo_inputs(dest: Optional[str] = None) -> List[str]:
+    """Copy the demo inputs into ComfyUI's input folder, never overwriting a file that is already
+    there. Returns the names copied."""
+    dest = dest or host.input_dir()
     copied = []
-    if not os.path.isdir(DEMO_INPUTS):
-        return copied
-    dest = host.input_dir()
-    for f in sorted(os.listdir(DEMO_INPUTS)):
-        src = os.path.join(DEMO_INPUTS, f)
-        if not os.path.isfile(src) or not f.lower().endswith((".png", ".jpg", ".json")):
-            continue
-        dst = os.path.join(dest, f)
+    for src, name in demo_inputs():
+        dst = os.path.join(dest, name)
         if not os.path.exists(dst):
             os.makedirs(dest, exist_ok=True)
             shutil.copyfile(src, dst)
-            copied.append(f)
+            copied.append(name)
     return copied

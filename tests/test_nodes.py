@@ -169,6 +169,7 @@ def test_model_loader_releases_the_previous_model_of_the_same_node(folders):
     assert other.module is not None                           # another node's model is untouched
     a.ensure_loaded()                                         # a stale cached handle reloads itself
     assert a.module is not None and a.cfg.img_dim == 64
+    assert logic.load_model("universal", "u.safetensors", node_key="7") is b     # same settings: same model
 
 
 def save_tiny_dit(mode, path):

@@ -1,0 +1,531 @@
+"""The pack inside a real ComfyUI server (CPU, tiny random-weight models).
+
+Needs a ComfyUI checkout: ``COMFYUI_PATH`` (the folder with ``main.py``) and ``COMFYUI_PYTHON``
+(its venv's python; default: this python). ``tools/setup_comfyui.sh`` makes both. Skipped, with
+that reason, when ``COMFYUI_PATH`` is unset.
+
+The server runs ``main.py --cpu --listen 127.0.0.1`` on a free port with ``--base-directory`` set
+to a temporary folder, so the checkout is not touched: the pack is linked into that folder's
+``custom_nodes/``, the demo inputs are copied into its ``input/``, and its ``models/`` holds the
+files the tests need (a tiny random VAE saved as ``models/vae/wan_2.1_vae.safetensors`` so that the
+example workflows' core Load VAE node runs unchanged; a tiny gta_drive DiT for the wrong-mode test).
+Checks: every node in ``/object_info`` with its inputs, outputs and tooltips; each API workflow
+(switched to the tiny models) queued with ``POST /prompt`` and awaited on ``/history``, with the mp4
+files' frame counts and sizes; progress and preview frames on the websocket; ``POST /interrupt``
+mid-sampling; bad inputs as per-node errors in ``/history``; ComfyUI's own CLIP vision and VAE
+objects against the engine, inside the server's python.
+"""
+import base64
+import copy
+import glob
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMFY = os.environ.get("COMFYUI_PATH")
+PY = os.environ.get("COMFYUI_PYTHON") or sys.executable
+pytestmark = pytest.mark.skipif(
+    not COMFY, reason="COMFYUI_PATH is unset: set it to a ComfyUI checkout (and COMFYUI_PYTHON to its venv's "
+                      "python; tools/setup_comfyui.sh makes both) to run the real-server tests")
+
+PACK = "ComfyUI-MatrixGame"
+TINY_MODEL = "random-tiny (untrained, CPU test)"
+TINY_PART = "random-tiny (untrained)"
+WF = os.path.join(ROOT, "workflows", "api")
+MODE_WORKFLOWS = ["matrix_game_universal", "matrix_game_gta_drive", "matrix_game_templerun"]
+CPU_WORKFLOW = "matrix_game_cpu_tiny_random"
+NODE_IDS = ["MatrixGameModelLoader", "MatrixGameVAELoader", "MatrixGameImageEncoderLoader",
+            "MatrixGameEncodeStartImage", "MatrixGameActionsFromJSON", "MatrixGameBenchmarkActions",
+            "MatrixGameActionsFromFile", "MatrixGameConcatActions", "MatrixGameSampler", "MatrixGameDecode",
+            "MatrixGameOverlay"]
+
+
+# ================================================================================================ plumbing
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, base, port, proc, log):
+        self.base, self.port, self.proc, self.log = base, port, proc, log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def http(self, method, path, body=None, timeout=60):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw.decode(errors="replace")
+
+    def alive(self) -> bool:
+        try:
+            return self.http("GET", "/system_stats", timeout=10)[0] == 200
+        except OSError:
+            return False
+
+    def queue(self, prompt, client_id=None):
+        """POST /prompt -> prompt id (asserting the prompt was accepted)."""
+        body = {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex}
+        code, resp = self.http("POST", "/prompt", body)
+        assert code == 200, f"prompt rejected ({code}): {json.dumps(resp)[:2000]}"
+        return resp["prompt_id"]
+
+    def wait(self, prompt_id, timeout=900):
+        """Poll /history until the prompt finished; returns its history entry."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            code, hist = self.http("GET", f"/history/{prompt_id}")
+            if code == 200 and hist and prompt_id in hist and hist[prompt_id].get("status", {}).get("completed") is not None:
+                entry = hist[prompt_id]
+                if entry["status"].get("status_str") in ("success", "error"):
+                    return entry
+            assert self.proc.poll() is None, "the server died; log:\n" + self.tail()
+            time.sleep(0.5)
+        raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s; log:\n{self.tail()}")
+
+    def run(self, prompt, timeout=900):
+        return self.wait(self.queue(prompt), timeout)
+
+    def tail(self, n=60):
+        with open(self.log, "r", errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+
+class WebSocket:
+    """A minimal websocket client (RFC 6455, stdlib only) for ComfyUI's ``/ws`` messages."""
+
+    def __init__(self, port, client_id):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            assert chunk, "websocket handshake failed"
+            head += chunk
+        assert b" 101 " in head.split(b"\r\n")[0], head
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("websocket closed")
+            buf += chunk
+        return buf
+
+    def recv(self):
+        """Next message: ``("text", dict)`` or ``("binary", bytes)``."""
+        while True:
+            b0, b1 = self._read(2)
+            op, n = b0 & 0x0F, b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._read(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._read(8))[0]
+            payload = self._read(n)
+            if op == 1:
+                return "text", json.loads(payload)
+            if op == 2:
+                return "binary", payload
+            if op == 8:
+                raise ConnectionError("websocket closed by server")
+
+    def close(self):
+        self.sock.close()
+
+
+def _tiny_file_setup(base):
+    """Model files for the test server, written by the engine (this python)."""
+    sys.path.insert(0, ROOT)
+    import torch
+    from safetensors.torch import save_file
+    from matrix_game_core.checkpoints import save_dit
+    from matrix_game_core.pipeline import random_tiny
+    vae = random_tiny("universal", seed=0).vae       # the same weights as the pack's random-tiny VAE entry
+    os.makedirs(os.path.join(base, "models", "vae"), exist_ok=True)
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()},
+              os.path.join(base, "models", "vae", "wan_2.1_vae.safetensors"))
+    mg = os.path.join(base, "models", "matrix_game")
+    os.makedirs(mg, exist_ok=True)
+    gta = random_tiny("gta_drive", seed=0).dit
+    save_dit(gta, os.path.join(mg, "tiny_gta_drive.safetensors"))
+    gta.cfg.save(os.path.join(mg, "config.json"))
+    from PIL import Image
+    Image.new("RGB", (17, 9), (200, 30, 30)).save(os.path.join(base, "input", "matrixgame_bad_17x9.png"))
+    del torch
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("comfy_base"))
+    for d in ("custom_nodes", "input", "output", "models", "user", "temp"):
+        os.makedirs(os.path.join(base, d), exist_ok=True)
+    os.symlink(ROOT, os.path.join(base, "custom_nodes", PACK))
+    # the demo inputs the workflows reference (the pack also copies missing ones when it loads)
+    sys.path.insert(0, ROOT)
+    from nodes.logic import demo_inputs
+    for src, name in demo_inputs():
+        shutil.copyfile(src, os.path.join(base, "input", name))
+    _tiny_file_setup(base)
+    port = _free_port()
+    log = os.path.join(base, "server.log")
+    cmd = [PY, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", base,
+           "--database-url", f"sqlite:///{os.path.join(base, 'comfyui.db')}", "--disable-api-nodes"]
+    with open(log, "w") as lf:
+        proc = subprocess.Popen(cmd, cwd=COMFY, stdout=lf, stderr=subprocess.STDOUT)
+    srv = Server(base, port, proc, log)
+    deadline = time.time() + 300
+    while time.time() < deadline and not srv.alive():
+        assert proc.poll() is None, "ComfyUI exited during start-up:\n" + srv.tail()
+        time.sleep(0.5)
+    assert srv.alive(), "ComfyUI did not answer within 300 s:\n" + srv.tail()
+    yield srv
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def load_api(name):
+    with open(os.path.join(WF, name + ".json")) as f:
+        return json.load(f)
+
+
+def tiny_variant(prompt, frames=6):
+    """A workflow switched to the tiny models and ``frames`` latent frames (the graph is unchanged
+    otherwise; core's CLIPVisionLoader cannot read a tiny tower, so it becomes our loader's
+    random-tiny entry)."""
+    p = copy.deepcopy(prompt)
+    for nid, n in p.items():
+        c, i = n["class_type"], n["inputs"]
+        if c == "MatrixGameModelLoader":
+            i["checkpoint"] = TINY_MODEL
+        elif c == "CLIPVisionLoader":
+            p[nid] = {"class_type": "MatrixGameImageEncoderLoader", "inputs": {"clip_name": TINY_PART}}
+        elif c in ("MatrixGameVAELoader", "MatrixGameImageEncoderLoader"):
+            i[next(iter(i))] = TINY_PART
+        elif c == "MatrixGameSampler":
+            i["latent_frames"] = frames
+        elif c == "MatrixGameEncodeStartImage":
+            i["length"] = frames
+        elif c == "MatrixGameBenchmarkActions":
+            i["latent_frames"] = frames
+    return p
+
+
+def find(prompt, cls):
+    ids = [k for k, v in prompt.items() if v["class_type"] == cls]
+    assert ids, f"no {cls} node"
+    return ids[0]
+
+
+def videos(server, entry):
+    """Paths of the mp4 files a finished prompt saved."""
+    out = []
+    for node_out in entry["outputs"].values():
+        for item in node_out.get("images", []):
+            if str(item.get("filename", "")).endswith(".mp4"):
+                out.append(os.path.join(server.base, item.get("type", "output"), item.get("subfolder", ""),
+                                        item["filename"]))
+    return out
+
+
+def mp4_info(path):
+    import imageio_ffmpeg
+    gen = imageio_ffmpeg.read_frames(path)
+    meta = next(gen)
+    n = sum(1 for _ in gen)
+    return n, tuple(meta["size"]), meta.get("fps")
+
+
+def error_of(entry):
+    """``(node_id, node_type, message)`` of a failed prompt's execution error."""
+    assert entry["status"]["status_str"] == "error", entry["status"]
+    for kind, data in entry["status"]["messages"]:
+        if kind == "execution_error":
+            return data["node_id"], data["node_type"], data["exception_message"]
+    raise AssertionError(f"no execution_error in {entry['status']['messages']}")
+
+
+# ================================================================================================ tests
+def test_pack_loads_without_import_errors(server):
+    log = open(server.log, errors="replace").read()
+    assert "IMPORT FAILED" not in log and f"Cannot import {server.base}" not in log, log[-4000:]
+    assert f"custom_nodes/{PACK}" in log
+
+
+def test_object_info_lists_every_node_with_tooltips(server):
+    code, info = server.http("GET", "/object_info")
+    assert code == 200
+    ours = sorted(k for k, v in info.items() if v.get("category", "").startswith("MatrixGame"))
+    assert ours == sorted(NODE_IDS)
+    for nid in NODE_IDS:
+        d = info[nid]
+        assert d["category"] == "MatrixGame" and d["display_name"].startswith("Matrix-Game"), nid
+        inputs = {**d["input"].get("required", {}), **d["input"].get("optional", {})}
+        assert inputs, nid
+        for name, spec in inputs.items():
+            assert isinstance(spec[1], dict) and spec[1].get("tooltip"), (nid, name)
+        assert d["output"] and len(d["output_tooltips"]) == len(d["output"]) and all(d["output_tooltips"]), nid
+    s = info["MatrixGameSampler"]
+    assert [s["input"]["required"][k][0] for k in ("model", "conditioning", "actions", "seed", "latent_frames")] == \
+        ["MATRIX_GAME_MODEL", "MATRIX_GAME_CONDITIONING", "MATRIX_GAME_ACTIONS", "INT", "INT"]
+    assert s["input"]["optional"]["vae"][0] == "VAE" and s["output"] == ["LATENT"]
+    assert all(s["input"]["required"][k][1].get("advanced") for k in ("local_attn_size", "sink_size", "denoising_steps"))
+    e = info["MatrixGameEncodeStartImage"]
+    assert e["input"]["optional"]["clip_vision"][0] == "CLIP_VISION"
+    assert e["input"]["optional"]["clip_vision_output"][0] == "CLIP_VISION_OUTPUT"
+    assert e["output"] == ["MATRIX_GAME_CONDITIONING"]
+    assert info["MatrixGameVAELoader"]["output"] == ["VAE"]
+    assert info["MatrixGameImageEncoderLoader"]["output"] == ["CLIP_VISION"]
+    assert info["MatrixGameDecode"]["output"] == ["IMAGE"] and info["MatrixGameOverlay"]["output"] == ["IMAGE"]
+    ck = info["MatrixGameModelLoader"]["input"]["required"]["checkpoint"]
+    opts = ck[1]["options"] if ck[0] == "COMBO" else ck[0]
+    assert TINY_MODEL in opts and "tiny_gta_drive.safetensors" in opts
+    assert "matrixgame_templerun_demo.json" in info["MatrixGameActionsFromFile"]["input"]["required"]["file"][1]["options"]
+
+
+@pytest.mark.parametrize("name", MODE_WORKFLOWS)
+def test_mode_workflow_runs_on_the_tiny_model(server, name):
+    prompt = tiny_variant(load_api(name), frames=6)
+    entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+    files = videos(server, entry)
+    assert len(files) == 2, entry["outputs"]
+    for f in files:
+        n, size, fps = mp4_info(f)
+        assert (n, size) == (21, (640, 352)), (f, n, size)
+        assert abs(fps - 25) < 0.01
+    actions_id = prompt[find(prompt, "MatrixGameSampler")]["inputs"]["actions"][0]
+    text = entry["outputs"][actions_id]["text"][0]
+    assert "video frames" in text and "keys held" in text
+
+
+def test_cpu_workflow_runs_as_shipped_with_progress_and_previews(server):
+    prompt = load_api(CPU_WORKFLOW)
+    sampler = find(prompt, "MatrixGameSampler")
+    n_blocks = prompt[sampler]["inputs"]["latent_frames"] // 3
+    cid = uuid.uuid4().hex
+    ws = WebSocket(server.port, cid)
+    try:
+        pid = server.queue(prompt, cid)
+        progress, previews, executing = [], 0, None
+        while True:
+            kind, msg = ws.recv()
+            if kind == "binary":
+                previews += executing == sampler
+                continue
+            t, d = msg["type"], msg.get("data", {})
+            if d.get("prompt_id") not in (None, pid):
+                continue
+            if t == "executing":
+                executing = d.get("node")
+                if executing is None:
+                    break
+            elif t == "progress" and d.get("node") == sampler:
+                progress.append((d["value"], d["max"]))
+            elif t in ("execution_error", "execution_interrupted"):
+                raise AssertionError(msg)
+    finally:
+        ws.close()
+    assert [v for v, m in progress] == list(range(1, n_blocks + 1)) and {m for _, m in progress} == {n_blocks}
+    assert previews >= n_blocks                       # a preview frame per block
+    entry = server.wait(pid)
+    files = videos(server, entry)
+    assert len(files) == 2 and all(mp4_info(f)[:2] == (1 + 4 * (3 * n_blocks - 1), (640, 352)) for f in files)
+
+
+def test_core_vae_decode_and_clip_vision_encode_interoperate(server):
+    """Core VAE Decode reads our LATENT (raw latents) and gives as many frames as ours; core CLIP
+    Vision Encode's CLIP_VISION_OUTPUT feeds our encode node."""
+    p = tiny_variant(load_api(CPU_WORKFLOW), frames=3)
+    enc, vae, clip = find(p, "MatrixGameEncodeStartImage"), find(p, "MatrixGameVAELoader"), \
+        find(p, "MatrixGameImageEncoderLoader")
+    p["50"] = {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": [clip, 0], "image": ["1", 0], "crop": "none"}}
+    p[enc]["inputs"].pop("clip_vision")
+    p[enc]["inputs"]["clip_vision_output"] = ["50", 0]
+    p["51"] = {"class_type": "VAEDecode", "inputs": {"samples": [find(p, "MatrixGameSampler"), 0], "vae": [vae, 0]}}
+    p["52"] = {"class_type": "PreviewImage", "inputs": {"images": ["51", 0]}}
+    p["53"] = {"class_type": "PreviewImage", "inputs": {"images": [find(p, "MatrixGameDecode"), 0]}}
+    entry = server.run(p)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+    core, ours = entry["outputs"]["52"]["images"], entry["outputs"]["53"]["images"]
+    assert len(core) == len(ours) == 9
+    from PIL import Image
+    for item in (core[0], ours[0]):
+        path = os.path.join(server.base, item["type"], item["subfolder"], item["filename"])
+        assert Image.open(path).size == (640, 352)
+
+
+def test_interrupt_mid_sampling_then_the_next_prompt_succeeds(server):
+    prompt = tiny_variant(load_api(CPU_WORKFLOW), frames=45)
+    sampler = find(prompt, "MatrixGameSampler")
+    cid = uuid.uuid4().hex
+    ws = WebSocket(server.port, cid)
+    try:
+        pid = server.queue(prompt, cid)
+        while True:                                   # wait until the sampler finished its first block
+            kind, msg = ws.recv()
+            if kind == "text" and msg["type"] == "progress" and msg["data"].get("node") == sampler:
+                break
+            if kind == "text" and msg["type"] in ("execution_error", "execution_success"):
+                raise AssertionError(msg)
+        t0 = time.time()
+        assert server.http("POST", "/interrupt", {})[0] == 200
+        while True:
+            kind, msg = ws.recv()
+            if kind == "text" and msg["type"] == "execution_interrupted":
+                assert msg["data"]["node_id"] == sampler
+                break
+            if kind == "text" and msg["type"] == "progress" and msg["data"].get("node") == sampler:
+                assert msg["data"]["value"] <= 3, "sampling went on after the interrupt"
+    finally:
+        ws.close()
+    stopped_in = time.time() - t0
+    entry = server.wait(pid)
+    assert entry["status"]["status_str"] == "error"
+    assert any(k == "execution_interrupted" for k, _ in entry["status"]["messages"])
+    assert stopped_in < 30 and server.alive()
+    ok = server.run(tiny_variant(load_api(CPU_WORKFLOW), frames=3))
+    assert ok["status"]["status_str"] == "success", json.dumps(ok["status"])[:3000]
+
+
+def _bad_wrong_mode(p):
+    p[find(p, "MatrixGameModelLoader")]["inputs"]["checkpoint"] = "tiny_gta_drive.safetensors"
+    return "MatrixGameModelLoader", ["'gta_drive' checkpoint but mode 'universal'", "pick mode"]
+
+
+def _bad_frames(p):
+    p[find(p, "MatrixGameSampler")]["inputs"]["latent_frames"] = 10
+    return "MatrixGameSampler", ["multiple of 3", "Use 9 or 12"]
+
+
+def _bad_json(p):
+    p[find(p, "MatrixGameBenchmarkActions")] = {"class_type": "MatrixGameActionsFromJSON",
+                                                "inputs": {"track_json": '{"mode": "universal", "frames": [1, 2'}}
+    return "MatrixGameActionsFromJSON", ["JSON"]
+
+
+def _bad_short_track(p):
+    p[find(p, "MatrixGameBenchmarkActions")]["inputs"]["latent_frames"] = 3
+    return "MatrixGameSampler", ["has 9 video frames but 6 latent frames need 21", "lengthen the track"]
+
+
+def _bad_image(p):
+    p[find(p, "LoadImage")]["inputs"]["image"] = "matrixgame_bad_17x9.png"
+    return "MatrixGameEncodeStartImage", ["17x9", "at least 64 px"]
+
+
+def _bad_traversal(p):
+    p[find(p, "MatrixGameModelLoader")]["inputs"]["checkpoint"] = "../../models/vae/wan_2.1_vae.safetensors"
+    return "MatrixGameModelLoader", ["outside ComfyUI's model folders", "models/matrix_game/"]
+
+
+@pytest.mark.parametrize("breaker", [_bad_wrong_mode, _bad_frames, _bad_json, _bad_short_track, _bad_image,
+                                     _bad_traversal], ids=lambda f: f.__name__[5:])
+def test_bad_input_is_a_per_node_error_that_says_how_to_fix_it(server, breaker):
+    p = tiny_variant(load_api(CPU_WORKFLOW), frames=6)
+    node_type, needles = breaker(p)
+    entry = server.run(p)
+    node_id, got_type, message = error_of(entry)
+    assert got_type == node_type and p[node_id]["class_type"] == node_type, (node_id, got_type, message)
+    for s in needles:
+        assert s in message, message
+    assert server.alive()
+
+
+CHECK_SCRIPT = r"""
+import importlib.util, json, os, sys
+comfy, root = sys.argv[1], sys.argv[2]
+sys.path.insert(0, comfy)
+import comfy.options
+comfy.options.enable_args_parsing()
+sys.argv = [sys.argv[0], "--cpu"]
+import comfy.cli_args
+import torch
+sys.path.insert(0, root)
+spec = importlib.util.spec_from_file_location("mg_nodes", os.path.join(root, "nodes", "__init__.py"),
+                                              submodule_search_locations=[os.path.join(root, "nodes")])
+pkg = importlib.util.module_from_spec(spec); sys.modules["mg_nodes"] = pkg; spec.loader.exec_module(pkg)
+import importlib
+logic = importlib.import_module("mg_nodes.logic"); host = importlib.import_module("mg_nodes.host")
+import comfy.clip_vision, comfy.sd, comfy.model_management as mm
+from matrix_game_core.image_encoder import CLIPVisionTower, VisionConfig, encode_image, preprocess
+from matrix_game_core.pipeline import prepare_image
+from matrix_game_core.vae import StreamingDecoder
+out = {"in_comfy": host.in_comfy()}
+torch.manual_seed(0)
+img = prepare_image(torch.rand(1, 300, 500, 3))
+# 1. our CLIP loader -> ComfyUI's own ClipVisionModel; ComfyUI's forward on the official pixels (224^2
+#    squash, no crop) == the encode node's engine tower built from that object's weights
+cv = logic.load_clip_vision(logic.TINY_PART)
+out["clip_type"] = type(cv).__module__ + "." + type(cv).__name__
+mm.load_model_gpu(cv.patcher)
+comfy_feats = cv.model(pixel_values=preprocess(img), intermediate_output=-2)[1].float()
+ours = encode_image(logic.engine_clip(cv).module, img)
+out["clip_comfy_vs_node"] = (comfy_feats - ours).abs().max().item()
+# 2. the same weights in the official layout (engine tower) give the same features
+tiny = logic.tiny_components("universal").image_encoder
+ref_tower = CLIPVisionTower(tiny.cfg)
+hf = cv.model.state_dict()          # ComfyUI keeps some tensors in fp16, some (norms) in fp32: round alike
+ref_tower.load_state_dict({k: v.to(hf[next(iter(logic.engine_clip_to_hf({k: v})))].dtype).float()
+                           for k, v in tiny.state_dict().items()})
+out["clip_official_vs_node"] = (encode_image(ref_tower, img) - ours).abs().max().item()
+out["clip_scale"] = ours.abs().max().item()
+# 3. our VAE loader -> comfy.sd.VAE; core's one-shot decode of raw latents == our streaming decode node
+vae = logic.load_vae(logic.TINY_PART)
+out["vae_type"] = type(vae).__module__ + "." + type(vae).__name__
+z = torch.randn(1, 16, 5, 8, 10, generator=torch.Generator().manual_seed(1))
+core = vae.decode(z)
+core = core.reshape(-1, *core.shape[-3:]).float()
+node = logic.decode(vae, {"samples": z})
+out["decode_shapes"] = [list(core.shape), list(node.shape)]
+out["vae_core_vs_node"] = (core - node).abs().max().item()
+# 4. the model handle is a ModelPatcher-managed CausalWanModel
+m = logic.load_model("universal", logic.TINY_MODEL)
+out["patcher"] = type(m.patcher).__name__ if m.patcher is not None else None
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_comfy_objects_match_the_engine_inside_comfyui(tmp_path):
+    """Runs in ComfyUI's python with ComfyUI's modules: our loaders return ComfyUI's own objects,
+    and ComfyUI's CLIP forward / VAE decode agree with what the nodes compute from them."""
+    script = tmp_path / "check.py"
+    script.write_text(CHECK_SCRIPT)
+    r = subprocess.run([PY, str(script), os.path.abspath(COMFY), ROOT], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=600)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert r.returncode == 0 and line, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(line[0][7:])
+    assert res["in_comfy"] is True
+    assert res["clip_type"] == "comfy.clip_vision.ClipVisionModel" and res["vae_type"] == "comfy.sd.VAE"
+    assert res["patcher"] == "ModelPatcher"
+    assert res["clip_comfy_vs_node"] < 1e-4 * max(1.0, res["clip_scale"]), res
+    assert res["clip_official_vs_node"] < 1e-5 * max(1.0, res["clip_scale"]), res
+    assert res["decode_shapes"][0] == res["decode_shapes"][1] == [17, 64, 80, 3]
+    assert res["vae_core_vs_node"] < 1e-3, res
