@@ -275,7 +275,7 @@ def command_script(blocks: int, magnitude: float = CAM_VALUE, order: Sequence[st
 
 
 def synthetic_panning_video(mouse, height: int = 64, width: int = 112, px_per_step: float = 3.0,
-                            seed: int = 0) -> np.ndarray:
+                            seed: int = 0, detail: float = 0.3, blob: int = 4) -> np.ndarray:
     """A perfect 'world model' for camera commands: a window panning over a random smooth texture.
 
     Frame ``t + 1`` is frame ``t``'s view rotated by mouse row ``t``: yaw right ``+v`` moves the
@@ -284,6 +284,8 @@ def synthetic_panning_video(mouse, height: int = 64, width: int = 112, px_per_st
 
     Args:
         mouse: ``[T, 2]`` (pitch up +, yaw right +) official units.
+        detail: weight of the fine (3-pixel) texture component over the smooth one.
+        blob: size in pixels of the smooth component's features.
     Returns:
         ``[T, height, width, 3]`` uint8.
     """
@@ -297,10 +299,10 @@ def synthetic_panning_video(mouse, height: int = 64, width: int = 112, px_per_st
     margin = int(np.ceil(np.abs(pos).max())) + 4
     rng = np.random.default_rng(seed)
     th, tw = height + 2 * margin, width + 2 * margin
-    noise = torch.from_numpy(rng.standard_normal((1, 3, th // 4 + 2, tw // 4 + 2)).astype(np.float32))
+    noise = torch.from_numpy(rng.standard_normal((1, 3, th // blob + 2, tw // blob + 2)).astype(np.float32))
     tex = F.interpolate(noise, size=(th, tw), mode="bicubic", align_corners=False)
     fine = torch.from_numpy(rng.standard_normal((1, 3, th, tw)).astype(np.float32))
-    tex = tex + 0.3 * F.avg_pool2d(fine, 3, 1, 1)
+    tex = tex + detail * F.avg_pool2d(fine, 3, 1, 1)
     tex = (tex - tex.mean()) / tex.std() * 0.22 + 0.5
     frames = []
     ys = torch.arange(height, dtype=torch.float32)

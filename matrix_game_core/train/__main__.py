@@ -1,0 +1,122 @@
+"""``python -m matrix_game_core.train``: train a small Matrix-Game world model from recordings.
+
+One command, end to end (each stage resumes from its checkpoint; finished stages are skipped)::
+
+    python -m matrix_game_core.train all --data REC --out RUN [--preset small|smoke]
+        [--device auto|cpu|cuda] [--bf16] [--workers N]
+        [--vae-steps N] [--dit-steps N] [--set dit.batch=32 --set vae.lr=1e-4 ...]
+
+Stages (also runnable one by one): ``vae`` (stage 1) -> ``latents`` (encode recordings) ->
+``dit`` (stage 2) -> ``export`` (``RUN/export``: DiT safetensors + config.json, VAE safetensors,
+Freedoom NOTICE). The run's configuration is saved in ``RUN/train_config.json`` on first use and
+reused on resume; ``--set``/``--*-steps`` change it (e.g. to extend training).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..errors import MatrixGameError
+from .config import TrainConfig
+
+
+def _apply_set(cfg: TrainConfig, items) -> TrainConfig:
+    d = cfg.to_dict()
+    for it in items or []:
+        if "=" not in it:
+            raise MatrixGameError(f"--set {it!r}: use KEY=VALUE, e.g. dit.batch=16")
+        k, v = it.split("=", 1)
+        try:
+            val = json.loads(v)
+        except ValueError:
+            val = v
+        node = d
+        parts = k.split(".")
+        for p in parts[:-1]:
+            if p not in node or not isinstance(node[p], dict):
+                raise MatrixGameError(f"--set {k}: unknown section {p!r} (vae, dit or top level).")
+            node = node[p]
+        if parts[-1] not in node:
+            raise MatrixGameError(f"--set {k}: unknown field {parts[-1]!r}; known: {', '.join(node)}")
+        node[parts[-1]] = val
+    return TrainConfig.from_dict(d)
+
+
+def load_run_config(out: str, preset: str, overrides, vae_steps=None, dit_steps=None,
+                    workers=None) -> TrainConfig:
+    p = os.path.join(out, "train_config.json")
+    cfg = TrainConfig.load(p) if os.path.isfile(p) else TrainConfig.preset(preset)
+    cfg = _apply_set(cfg, overrides)
+    if vae_steps is not None:
+        cfg.vae.steps = vae_steps
+    if dit_steps is not None:
+        cfg.dit.steps = dit_steps
+    if workers is not None:
+        cfg.num_workers = workers
+    os.makedirs(out, exist_ok=True)
+    cfg.save(p)
+    return cfg
+
+
+def run_stages(stages, data: str, out: str, cfg: TrainConfig, device_name: str = "auto", bf16: bool = False,
+               echo: bool = True) -> dict:
+    """Run the named stages in order; returns paths of what was written."""
+    import torch
+
+    from .common import pick_device
+    from .dit import train_dit
+    from .export import export_run
+    from .latents import encode_recording
+    from .vae import train_vae
+
+    dev = pick_device(device_name)
+    res = {}
+    if "vae" in stages:
+        res["vae"] = train_vae(data, out, cfg, dev, bf16, echo)
+    if "latents" in stages:
+        from ..vae import load_wan_vae
+        vp = os.path.join(out, "vae", "vae.safetensors")
+        vae = load_wan_vae(vp, device=dev, dtype=torch.float32)
+        res["latents"] = encode_recording(vae, vp, data, os.path.join(out, "latents"), cfg.dit.clip_latents,
+                                          cfg.dit.clip_stride, echo=echo)
+    if "dit" in stages:
+        res["dit"] = train_dit(out, cfg, dev, bf16, echo)
+    if "export" in stages:
+        from .common import JsonlLog
+        logs = {s: JsonlLog(os.path.join(out, s, "log.jsonl"), echo=False).read() for s in ("vae", "dit")}
+        extra = {"train_config": cfg.to_dict(),
+                 "final": {s: (l[-1] if l else None) for s, l in logs.items()}}
+        res["export"] = export_run(out, data, extra)
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m matrix_game_core.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=("all", "vae", "latents", "dit", "export"))
+    p.add_argument("--data", required=True, help="recording folder (python -m matrix_game_core.data record)")
+    p.add_argument("--out", required=True, help="run folder (created; resumed if it exists)")
+    p.add_argument("--preset", default="small", choices=("small", "smoke"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers for the VAE stage")
+    p.add_argument("--vae-steps", type=int, default=None)
+    p.add_argument("--dit-steps", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        cfg = load_run_config(a.out, a.preset, a.set, a.vae_steps, a.dit_steps, a.workers)
+        stages = ["vae", "latents", "dit", "export"] if a.stage == "all" else [a.stage]
+        res = run_stages(stages, a.data, a.out, cfg, a.device, a.bf16, echo=not a.quiet)
+        print(json.dumps({k: (v if isinstance(v, str) else "ok") for k, v in res.items()}))
+    except MatrixGameError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

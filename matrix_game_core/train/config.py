@@ -1,0 +1,134 @@
+"""Training configuration: the two stages, their model sizes, and presets.
+
+Presets (``TrainConfig.preset(name)``):
+
+=========  ==========================================  ==========================================
+preset     VAE (engine ``WanVAE``)                       DiT (engine ``CausalWanModel``)
+=========  ==========================================  ==========================================
+``smoke``  dim 8, clips 5 x 32x64, 60 steps            dim 64, 2 layers, 6-latent clips, 150 steps
+``small``  dim 32, clips 9 x 128x128 crops, 40k steps   dim 384, 10 layers (action in 0..7),
+                                                       15-latent clips (57 frames), 200k steps
+=========  ==========================================  ==========================================
+
+Both write files in the engine's formats: the VAE as a ``Wan2.1_VAE``-keyed safetensors
+(:func:`~matrix_game_core.vae.load_wan_vae` infers ``dim``), the DiT as the official
+``model.``-prefixed safetensors plus its ``config.json`` (:func:`~matrix_game_core.checkpoints.load_dit`).
+
+The DiT is **image-encoder free**: ``img_dim = 1280`` with all-zero image tokens, which is exactly
+what :func:`~matrix_game_core.pipeline.encode_conditioning` produces without an image encoder, so
+the trained model runs through the ordinary pipeline and WorldSession unchanged. (Cross-attention
+to identical tokens does not depend on their number: 1 token in training = 257 at inference.)
+The start image reaches the model through ``cond_concat`` (mask + image latents), as officially.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..config import ActionConfig, ModelConfig
+from ..errors import MatrixGameError
+
+
+@dataclass
+class VAEStage:
+    dim: int = 32
+    clip_frames: int = 9                     # 1 + 4k
+    crop: Optional[Tuple[int, int]] = (128, 128)
+    batch: int = 8
+    steps: int = 40_000
+    lr: float = 3e-4
+    warmup: int = 500
+    kl_weight: float = 1e-6
+    ssim_weight: float = 0.2
+    grad_weight: float = 0.1
+    calib_clips: int = 64                    # clips used to measure latent statistics
+
+
+@dataclass
+class DiTStage:
+    dim: int = 384
+    num_layers: int = 10
+    num_heads: int = 6
+    ffn_mult: int = 4
+    action_blocks: Optional[List[int]] = None    # default: first 3/4 of the layers
+    action_heads: int = 4                     # x 64 = mouse/keyboard hidden dims
+    keyboard_hidden: int = 128
+    local_attn_size: int = 6
+    clip_latents: int = 15                    # multiple of 3 (57 video frames)
+    clip_stride: Optional[int] = None         # video frames between encoded clips (default: clip length)
+    batch: int = 8
+    steps: int = 200_000
+    lr: float = 2e-4
+    warmup: int = 1000
+    weight_decay: float = 0.01
+    ema: float = 0.999
+    clean_context_prob: float = 0.25          # share of samples whose first blocks are clean context
+    denoising_step_list: List[int] = field(default_factory=lambda: [1000, 875, 750, 625, 500, 375, 250, 125])
+
+    def model_config(self, keyboard_dim: int = 4) -> ModelConfig:
+        """The engine :class:`ModelConfig` of this stage (universal mode, image-encoder free)."""
+        if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
+            raise MatrixGameError(f"DiT dim {self.dim} must split into {self.num_heads} heads of even size.")
+        if self.clip_latents % 3:
+            raise MatrixGameError(f"clip_latents {self.clip_latents} must be a multiple of 3 (blocks).")
+        blocks = self.action_blocks
+        if blocks is None:
+            blocks = list(range(max(1, (3 * self.num_layers + 3) // 4)))
+        hid = 64 * self.action_heads
+        ac = ActionConfig(blocks=list(blocks), heads_num=self.action_heads, hidden_size=self.keyboard_hidden,
+                          img_hidden_size=self.dim, keyboard_dim_in=keyboard_dim, keyboard_hidden_dim=hid,
+                          mouse_hidden_dim=hid, enable_mouse=True)
+        return ModelConfig(mode="universal", dim=self.dim, ffn_dim=self.ffn_mult * self.dim,
+                           num_heads=self.num_heads, num_layers=self.num_layers,
+                           local_attn_size=self.local_attn_size, img_dim=1280, action_config=ac,
+                           denoising_step_list=list(self.denoising_step_list))
+
+
+@dataclass
+class TrainConfig:
+    """Both stages plus run-level settings (saved as ``RUN/train_config.json``)."""
+
+    vae: VAEStage = field(default_factory=VAEStage)
+    dit: DiTStage = field(default_factory=DiTStage)
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 1000
+    num_workers: int = 0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+        def sub(kls, dd):
+            names = {f.name for f in dataclasses.fields(kls)}
+            kw = {k: v for k, v in (dd or {}).items() if k in names}
+            if "crop" in kw and kw["crop"] is not None:
+                kw["crop"] = tuple(kw["crop"])
+            return kls(**kw)
+        top = {k: v for k, v in d.items() if k in {"seed", "log_every", "ckpt_every", "num_workers"}}
+        return cls(vae=sub(VAEStage, d.get("vae")), dit=sub(DiTStage, d.get("dit")), **top)
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=1)
+
+    @classmethod
+    def load(cls, path: str) -> "TrainConfig":
+        with open(path, "r", encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    @classmethod
+    def preset(cls, name: str) -> "TrainConfig":
+        if name == "small":
+            return cls()
+        if name == "smoke":
+            return cls(vae=VAEStage(dim=8, clip_frames=5, crop=None, batch=2, steps=60, lr=2e-3, warmup=5,
+                                    calib_clips=4),
+                       dit=DiTStage(dim=64, num_layers=2, num_heads=2, ffn_mult=2, action_blocks=[0],
+                                    action_heads=1, keyboard_hidden=16, clip_latents=6, batch=4, steps=150,
+                                    lr=2e-3, warmup=10, ema=0.9, denoising_step_list=[1000, 750, 500, 250]),
+                       log_every=10, ckpt_every=50)
+        raise MatrixGameError(f"unknown training preset {name!r}; choose smoke or small.")

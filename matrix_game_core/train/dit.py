@@ -1,0 +1,188 @@
+"""Stage 2: train a small causal DiT (the engine's ``CausalWanModel``) with diffusion forcing.
+
+The network, the attention mask and the noise schedule are the inference ones:
+
+* model: :class:`~matrix_game_core.model.CausalWanModel` built from
+  :meth:`~matrix_game_core.train.config.DiTStage.model_config` (action module in the first
+  layers, image-encoder free: zero image tokens);
+* attention: the model's uncached path (``cache=None``): block-causal over blocks of 3 latent
+  frames with the local window ``local_attn_size``, i.e. exactly the frames a KV-cached
+  WorldSession attends to;
+* noise: **diffusion forcing**: every block of 3 latent frames gets its own timestep, drawn
+  uniformly from the 1000-entry shifted table of :class:`~matrix_game_core.sampling.FlowMatchScheduler`
+  (shift 5): ``x_t = (1 - sigma) x0 + sigma eps``; the model predicts the flow ``eps - x0``
+  (MSE). With probability ``clean_context_prob`` a sample's first ``k`` blocks are clean
+  (``t = 0``, no loss), which is what the sampler's t=0 context pass shows the model at inference;
+* sampling afterwards: the unchanged WorldSession sampler with the config's own
+  ``denoising_step_list`` (8 steps by default: a non-distilled model needs more than 3).
+
+Outputs (``RUN/dit``): ``ckpt.pt`` (resume), ``log.jsonl`` (train loss, fixed-noise eval loss),
+and on completion the EMA weights as ``model.safetensors`` (official ``model.``-prefixed format)
++ ``config.json``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from ..checkpoints import save_dit
+from ..config import ModelConfig
+from ..model import CausalWanModel
+from ..sampling import FlowMatchScheduler
+from .common import EMA, JsonlLog, Timer, autocast, load_checkpoint, lr_at, save_checkpoint, seed_all, to_device
+from .config import TrainConfig
+from .latents import LatentClips
+
+
+def build_dit(cfg: ModelConfig) -> CausalWanModel:
+    """A fresh trainable DiT with Wan's initialisation: xavier-uniform linear/patch weights, zero
+    biases, N(0, 0.02) time embedding, zero output head (so training starts from ``v = 0``)."""
+    m = CausalWanModel(cfg, attention_backend="sdpa")
+    for mod in m.modules():
+        if isinstance(mod, nn.Linear):
+            nn.init.xavier_uniform_(mod.weight)
+            if mod.bias is not None:
+                nn.init.zeros_(mod.bias)
+    nn.init.xavier_uniform_(m.patch_embedding.weight.flatten(1))
+    for lin in (m.time_embedding[0], m.time_embedding[2]):
+        nn.init.normal_(lin.weight, std=0.02)
+    nn.init.zeros_(m.head.head.weight)
+    return m.train()
+
+
+def sample_timesteps(sched: FlowMatchScheduler, batch: int, n_frames: int, frames_per_block: int,
+                     clean_context_prob: float, generator: torch.Generator):
+    """Per-block timesteps (diffusion forcing).
+
+    Returns:
+        ``(timestep [B,N] float32, sigma [B,N] float32, loss_mask [B,N] float32)``.
+    """
+    nb = n_frames // frames_per_block
+    idx = torch.randint(0, sched.num_train_timesteps, (batch, nb), generator=generator)
+    sig = sched.sigmas[idx]
+    ts = sched.timesteps[idx]
+    mask = torch.ones(batch, nb)
+    if clean_context_prob > 0 and nb > 1:
+        clean = torch.rand(batch, generator=generator) < clean_context_prob
+        k = torch.randint(1, nb, (batch,), generator=generator)
+        ctx = (torch.arange(nb)[None, :] < k[:, None]) & clean[:, None]
+        sig = torch.where(ctx, torch.zeros_like(sig), sig)
+        ts = torch.where(ctx, torch.zeros_like(ts), ts)
+        mask = torch.where(ctx, torch.zeros_like(mask), mask)
+    rep = lambda v: v.repeat_interleave(frames_per_block, dim=1)  # noqa: E731
+    return rep(ts), rep(sig), rep(mask)
+
+
+def dit_loss(model: CausalWanModel, batch: Dict[str, torch.Tensor], sched: FlowMatchScheduler,
+             clean_context_prob: float, generator: torch.Generator, device) -> torch.Tensor:
+    """Flow-matching MSE of one batch (see module docstring). Noise and timesteps come from the
+    CPU ``generator`` (reproducible on any device)."""
+    x0 = batch["latents"]
+    b, _, n, h, w = x0.shape
+    ts, sig, mask = sample_timesteps(sched, b, n, model.cfg.num_frame_per_block, clean_context_prob, generator)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    ts, sig, mask = ts.to(device), sig.to(device), mask.to(device)
+    s = sig.view(b, 1, n, 1, 1)
+    xt = (1 - s) * x0 + s * noise
+    target = noise - x0
+    vc = torch.zeros(b, 1, model.cfg.img_dim, device=device)
+    pred = model(xt, ts, batch["cond"], vc, batch["keyboard"], batch["mouse"], 0, None)
+    with torch.autocast(device_type=x0.device.type, enabled=False):
+        per = ((pred.float() - target.float()) ** 2).mean(dim=(1, 3, 4))          # [B, N]
+        return (per * mask).sum() / mask.sum().clamp_min(1)
+
+
+@torch.no_grad()
+def eval_loss(model, clips: LatentClips, sched, n: int, device, seed: int = 1234) -> float:
+    """Loss on fixed clips, noise and timesteps (no clean context): comparable across steps."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.arange(min(n, len(clips)))
+    batch = to_device(clips.get(idx), device)
+    was = model.training
+    model.eval()
+    out = float(dit_loss(model, batch, sched, 0.0, g, device))
+    model.train(was)
+    return out
+
+
+def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = False, echo: bool = True) -> str:
+    """Train (or resume) stage 2 on ``RUN/latents`` and write ``RUN/dit/model.safetensors`` +
+    ``config.json`` (EMA weights). Returns the safetensors path."""
+    sc = cfg.dit
+    out = os.path.join(run, "dit")
+    final = os.path.join(out, "model.safetensors")
+    ckpt_p = os.path.join(out, "ckpt.pt")
+    log = JsonlLog(os.path.join(out, "log.jsonl"), echo=echo)
+    seed_all(cfg.seed + 1)
+    clips = LatentClips(os.path.join(run, "latents"), "train")
+    try:
+        val = LatentClips(os.path.join(run, "latents"), "val")
+    except Exception:
+        val = clips
+    mcfg = sc.model_config()
+    model = build_dit(mcfg).to(device)
+    ema = EMA(model, sc.ema)
+    decay, no_decay = [], []
+    for n_, p in model.named_parameters():
+        (no_decay if p.dim() < 2 or "modulation" in n_ else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": sc.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=sc.lr, betas=(0.9, 0.95))
+    sched = FlowMatchScheduler(mcfg.timestep_shift)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    step = 0
+    st = load_checkpoint(ckpt_p)
+    if st is not None:
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["optimizer"])
+        gen.set_state(st["generator"])
+        step = int(st["step"])
+    if step >= sc.steps and os.path.isfile(final):
+        return final
+    start = step
+    if st is not None:
+        log.write({"stage": "dit_resume", "step": step})
+    if step == 0:
+        log.write({"stage": "dit", "step": 0, "eval_loss": eval_loss(model, val, sched, 8, device),
+                   "params": sum(p.numel() for p in model.parameters())})
+    timer = Timer()
+    acc, n_acc = 0.0, 0
+    model.train()
+    while step < sc.steps:
+        lr = lr_at(step, sc.lr, sc.warmup, sc.steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = to_device(clips.batch(sc.batch, gen), device)
+        with autocast(device, bf16):
+            loss = dit_loss(model, batch, sched, sc.clean_context_prob, gen, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema.update(model)
+        step += 1
+        acc += float(loss.detach())
+        n_acc += 1
+        if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
+            rec = {"stage": "dit", "step": step, "loss": acc / n_acc, "lr": lr, "grad_norm": float(gn),
+                   "seconds": round(timer(), 2)}
+            if step % (cfg.log_every * 10) == 0 or step == sc.steps:
+                rec["eval_loss"] = eval_loss(model, val, sched, 8, device)
+            log.write(rec)
+            acc, n_acc = 0.0, 0
+        if step % cfg.ckpt_every == 0 or step == sc.steps:
+            save_checkpoint(ckpt_p, model=model.state_dict(), ema=ema.state_dict(), optimizer=opt.state_dict(),
+                            generator=gen.get_state(), step=step)
+    # export EMA weights in the official format
+    final_model = build_dit(mcfg)
+    ema.copy_to(final_model)
+    final_model.eval()
+    log.write({"stage": "dit_ema", "step": step, "eval_loss_ema": eval_loss(final_model.to(device), val, sched, 8, device)})
+    os.makedirs(out, exist_ok=True)
+    save_dit(final_model, final + ".tmp")
+    os.replace(final + ".tmp", final)
+    mcfg.save(os.path.join(out, "config.json"))
+    return final

@@ -1,0 +1,242 @@
+"""Stage 1: train the engine's Wan-2.1 VAE (any width) on recordings.
+
+The model is :class:`matrix_game_core.vae.WanVAE` itself (default structure, small ``dim``), so the
+result loads with :func:`~matrix_game_core.vae.load_wan_vae` and decodes through the engine's
+:class:`~matrix_game_core.vae.StreamingDecoder`. Training runs the same causal chunking as
+inference (encoder: frame 0, then chunks of 4 frames through the feature cache; decoder: one latent
+frame at a time), with gradients: :func:`vae_encode_train` / :func:`vae_decode_train` are the
+differentiable twins of ``WanVAE.encode`` / ``WanVAE.decode`` (which run under ``no_grad``) and are
+tested equal to them.
+
+Losses need no downloaded network: L1 + ``ssim_weight`` (1 - SSIM) + ``grad_weight`` L1 of image
+gradients + ``kl_weight`` KL(q(z|x) || N(0, 1)) with the reparameterised sample
+``z = mu + exp(logvar / 2) eps`` (the encoder's second 16 channels are the log-variance).
+
+Latent calibration (:func:`calibrate_latents`): the engine normalises latents with the fixed
+Wan-2.1 constants ``(mu - LATENT_MEAN) / LATENT_STD``. After training we measure the per-channel
+mean ``m`` and std ``s`` of ``mu`` on the data and fold the affine map ``mu' = a mu + b``
+(``a = LATENT_STD / s``, ``b = LATENT_MEAN - a m``) into ``conv1`` (encoder output) and its inverse
+into ``conv2`` (decoder input). Both are 1x1x1 convolutions, so the fold is exact: the
+reconstructions do not change, and the engine's normalised latents have mean 0 and std 1 per
+channel, which is what the DiT is trained on.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import MatrixGameError
+from ..vae import LATENT_MEAN, LATENT_STD, WanVAE, _FeatCache, _run_causal
+from .common import (EMA, JsonlLog, Timer, autocast, load_checkpoint, lr_at, save_checkpoint, seed_all,
+                     to_device)
+from .config import TrainConfig
+
+
+# ---------------------------------------------------------------------------------------------- model
+def vae_encode_train(vae: WanVAE, video: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable ``WanVAE.encode``: ``video [B,3,1+4k,H,W]`` in [-1,1] -> raw
+    ``(mu, logvar)``, each ``[B,16,1+k,H/8,W/8]``."""
+    t = video.shape[2]
+    if (t - 1) % 4:
+        raise MatrixGameError(f"VAE clips need 1 + 4k frames; got {t}.")
+    cache = _FeatCache(vae.encoder.num_cache_slots)
+    outs = []
+    for s, e in [(0, 1)] + [(i, i + 4) for i in range(1, t, 4)]:
+        cache.idx = 0
+        outs.append(vae.encoder(video[:, :, s:e], cache))
+    h = _run_causal(vae.conv1, torch.cat(outs, dim=2))
+    return h[:, :vae.z_dim], h[:, vae.z_dim:]
+
+
+def vae_decode_train(vae: WanVAE, z_raw: torch.Tensor) -> torch.Tensor:
+    """Differentiable ``WanVAE.decode`` without the clamp: raw latents ``[B,16,n,h,w]`` ->
+    ``[B,3,1+4(n-1),8h,8w]``."""
+    cache = _FeatCache(vae.decoder.num_cache_slots)
+    x = _run_causal(vae.conv2, z_raw)
+    return torch.cat([vae.decoder(x[:, :, i:i + 1], cache) for i in range(x.shape[2])], dim=2)
+
+
+def build_vae(dim: int) -> WanVAE:
+    """A fresh engine VAE of width ``dim`` (default Wan-2.1 structure, z_dim 16), in train mode."""
+    return WanVAE(dim=dim).train()
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def _gauss_kernel(c: int, device, dtype, size=11, sigma=1.5):
+    x = torch.arange(size, dtype=torch.float32, device=device) - size // 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(c, 1, size, size).to(dtype)
+
+
+def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``1 - SSIM`` of images ``[N,3,H,W]`` in [-1, 1] (mapped to [0, 1]), differentiable."""
+    x, y = (x.float() + 1) / 2, (y.float() + 1) / 2
+    c = x.shape[1]
+    k = _gauss_kernel(c, x.device, x.dtype, size=min(11, 2 * (min(x.shape[-2:]) // 2) - 1 or 1))
+    p = k.shape[-1] // 2
+
+    def f(z):
+        return F.conv2d(F.pad(z, (p,) * 4, mode="replicate"), k, groups=c)
+
+    mx, my = f(x), f(y)
+    sxx, syy, sxy = f(x * x) - mx ** 2, f(y * y) - my ** 2, f(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
+    return 1 - s.mean()
+
+
+def vae_losses(vae: WanVAE, video: torch.Tensor, cfg) -> Dict[str, torch.Tensor]:
+    """Reconstruction losses of one batch ``[B,3,T,H,W]`` (see the module docstring)."""
+    mu, logvar = vae_encode_train(vae, video)
+    mu, logvar = mu.float(), logvar.float().clamp(-30, 20)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    rec = vae_decode_train(vae, z).float()
+    x = video.float()
+    with torch.autocast(device_type=x.device.type, enabled=False):   # losses in float32
+        return _losses(rec, x, mu, logvar, cfg)
+
+
+def _losses(rec, x, mu, logvar, cfg) -> Dict[str, torch.Tensor]:
+    l1 = (rec - x).abs().mean()
+    fr = lambda v: v.transpose(1, 2).flatten(0, 1)  # noqa: E731  [B*T,3,H,W]
+    ss = ssim_loss(fr(rec), fr(x)) if cfg.ssim_weight else rec.new_zeros(())
+    gx = lambda v: v[..., :, 1:] - v[..., :, :-1]  # noqa: E731
+    gy = lambda v: v[..., 1:, :] - v[..., :-1, :]  # noqa: E731
+    gr = ((gx(rec) - gx(x)).abs().mean() + (gy(rec) - gy(x)).abs().mean()) if cfg.grad_weight else rec.new_zeros(())
+    kl = 0.5 * (mu.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).mean()
+    loss = l1 + cfg.ssim_weight * ss + cfg.grad_weight * gr + cfg.kl_weight * kl
+    return {"loss": loss, "l1": l1.detach(), "ssim_loss": ss.detach(), "grad": gr.detach(), "kl": kl.detach(),
+            "psnr": (10 * torch.log10(4.0 / ((rec.detach().clamp(-1, 1) - x) ** 2).mean().clamp_min(1e-10)))}
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+@torch.no_grad()
+def latent_stats(vae: WanVAE, clips) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std ``[16]`` of the raw encoder mean over an iterable of videos
+    ``[B,3,T,H,W]``."""
+    s = s2 = n = 0
+    for v in clips:
+        mu = vae.encode(v.to(vae.device, vae.dtype)).double()
+        s = s + mu.sum(dim=(0, 2, 3, 4))
+        s2 = s2 + (mu ** 2).sum(dim=(0, 2, 3, 4))
+        n += mu.numel() // mu.shape[1]
+    mean = s / n
+    std = (s2 / n - mean ** 2).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()
+
+
+@torch.no_grad()
+def fold_latent_affine(vae: WanVAE, mean: torch.Tensor, std: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fold ``mu' = a mu + b`` into ``conv1`` and its inverse into ``conv2`` so that raw latents with
+    per-channel ``mean``/``std`` map to ``LATENT_MEAN``/``LATENT_STD`` (engine-normalised latents
+    ~ mean 0, std 1). Returns ``(a, b)``."""
+    z = vae.z_dim
+    tm = torch.tensor(LATENT_MEAN, dtype=torch.float64)
+    ts = torch.tensor(LATENT_STD, dtype=torch.float64)
+    a = ts / std.double().clamp_min(1e-8)
+    b = tm - a * mean.double()
+    w1, b1 = vae.conv1.weight, vae.conv1.bias
+    dt = w1.dtype
+    w1d, b1d = w1.double(), b1.double()
+    w1d[:z] *= a.view(z, 1, 1, 1, 1)
+    b1d[:z] = a * b1d[:z] + b
+    b1d[z:] += 2 * torch.log(a)
+    w1.copy_(w1d.to(dt))
+    b1.copy_(b1d.to(dt))
+    w2, b2 = vae.conv2.weight, vae.conv2.bias
+    w2d = w2.double()
+    b2.copy_((b2.double() - (w2d[:, :, 0, 0, 0] * (b / a).view(1, z)).sum(1)).to(dt))
+    w2.copy_((w2d / a.view(1, z, 1, 1, 1)).to(dt))
+    return a.float(), b.float()
+
+
+def calibrate_latents(vae: WanVAE, clips) -> Dict:
+    """Measure latent statistics on ``clips`` and fold them in (see the module docstring)."""
+    mean, std = latent_stats(vae, clips)
+    a, b = fold_latent_affine(vae, mean, std)
+    return {"raw_mean": mean.tolist(), "raw_std": std.tolist(), "scale": a.tolist(), "shift": b.tolist()}
+
+
+def save_vae(vae: WanVAE, path: str) -> None:
+    """Write the VAE state dict (Wan2.1_VAE keys) as safetensors, float32."""
+    from safetensors.torch import save_file
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    save_file({k: v.detach().float().contiguous().cpu() for k, v in vae.state_dict().items()}, tmp)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def train_vae(data: str, run: str, cfg: TrainConfig, device: torch.device, bf16: bool = False,
+              echo: bool = True) -> str:
+    """Train (or resume) stage 1 and write ``RUN/vae/vae.safetensors`` (calibrated). Returns its path.
+
+    Resumes from ``RUN/vae/ckpt.pt`` when present; a finished stage (``vae.safetensors`` newer
+    than the checkpoint, at the configured step count) is not retrained.
+    """
+    from ..data.dataset import ClipStream
+
+    sc = cfg.vae
+    out = os.path.join(run, "vae")
+    final = os.path.join(out, "vae.safetensors")
+    ckpt_p = os.path.join(out, "ckpt.pt")
+    log = JsonlLog(os.path.join(out, "log.jsonl"), echo=echo)
+    seed_all(cfg.seed)
+    vae = build_vae(sc.dim).to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=sc.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    step = 0
+    st = load_checkpoint(ckpt_p)
+    if st is not None:
+        vae.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        step = int(st["step"])
+    if step >= sc.steps and os.path.isfile(final):
+        return final
+    start = step
+    if st is not None:
+        log.write({"stage": "vae_resume", "step": step})
+    stream = ClipStream(data, sc.clip_frames, "train", tuple(sc.crop) if sc.crop else None,
+                        seed=cfg.seed + step)
+    loader = torch.utils.data.DataLoader(stream, batch_size=sc.batch, num_workers=cfg.num_workers)
+    it = iter(loader)
+    timer = Timer()
+    vae.train()
+    acc: Dict[str, float] = {}
+    n_acc = 0
+    while step < sc.steps:
+        batch = to_device(next(it), device)
+        lr = lr_at(step, sc.lr, sc.warmup, sc.steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with autocast(device, bf16):
+            losses = vae_losses(vae, batch["video"], sc)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        gn = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for k, v in losses.items():
+            acc[k] = acc.get(k, 0.0) + float(v.detach())
+        n_acc += 1
+        if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
+            log.write({"stage": "vae", "step": step, **{k: v / n_acc for k, v in acc.items()}, "lr": lr,
+                       "grad_norm": float(gn), "seconds": round(timer(), 2)})
+            acc, n_acc = {}, 0
+        if step % cfg.ckpt_every == 0 or step == sc.steps:
+            save_checkpoint(ckpt_p, model=vae.state_dict(), optimizer=opt.state_dict(), step=step)
+    # calibration on full-size (uncropped) clips
+    vae.eval()
+    cal = ClipStream(data, sc.clip_frames, "train", None, clips_per_shard=4, seed=cfg.seed + 7)
+    cal_loader = torch.utils.data.DataLoader(cal, batch_size=1)
+    cit = iter(cal_loader)
+    clips = [next(cit)["video"] for _ in range(sc.calib_clips)]
+    info = calibrate_latents(vae, clips)
+    log.write({"stage": "vae_calibration", "raw_std_mean": float(sum(info["raw_std"]) / 16),
+               "raw_mean_abs": float(sum(abs(v) for v in info["raw_mean"]) / 16)})
+    save_vae(vae, final)
+    return final

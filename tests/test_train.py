@@ -1,0 +1,197 @@
+"""Training (issue #5): the differentiable VAE twins, latent calibration, diffusion-forcing noise,
+and a smoke run (record -> VAE -> latents -> DiT -> export -> load -> WorldSession) whose losses fall."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from matrix_game_core.errors import MatrixGameError
+from matrix_game_core.sampling import FlowMatchScheduler
+from matrix_game_core.train.config import DiTStage, TrainConfig
+from matrix_game_core.train.dit import build_dit, sample_timesteps
+from matrix_game_core.train.vae import build_vae, fold_latent_affine, vae_decode_train, vae_encode_train
+from matrix_game_core.vae import normalize_latents
+
+
+def test_vae_training_twins_equal_the_engine():
+    torch.manual_seed(0)
+    vae = build_vae(8).eval()
+    x = torch.rand(2, 3, 9, 32, 48) * 2 - 1
+    with torch.no_grad():
+        mu, logvar = vae_encode_train(vae, x)
+        assert torch.equal(mu, vae.encode(x)) and logvar.shape == mu.shape
+        assert torch.equal(vae_decode_train(vae, mu).clamp(-1, 1), vae.decode(mu))
+    mu, _ = vae_encode_train(vae.train(), x)
+    mu.square().mean().backward()
+    assert vae.encoder.conv1.weight.grad.abs().sum() > 0
+    with pytest.raises(MatrixGameError, match="1 \\+ 4k"):
+        vae_encode_train(vae, x[:, :, :8])
+
+
+def test_latent_calibration_fold_is_exact():
+    torch.manual_seed(1)
+    vae = build_vae(8).eval()
+    x = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        mu = vae.encode(x)
+        rec = vae.decode(mu)
+        fold_latent_affine(vae, mu.mean((0, 2, 3, 4)), mu.std((0, 2, 3, 4), unbiased=False))
+        z = normalize_latents(vae.encode(x))                          # the engine's normalisation
+        torch.testing.assert_close(z.mean((0, 2, 3, 4)), torch.zeros(16), atol=1e-4, rtol=0)
+        torch.testing.assert_close(z.std((0, 2, 3, 4), unbiased=False), torch.ones(16), atol=1e-4, rtol=0)
+        torch.testing.assert_close(vae.decode(vae.encode(x)), rec, atol=1e-4, rtol=0)   # same pictures
+
+
+def test_diffusion_forcing_timesteps():
+    sched = FlowMatchScheduler(5.0)
+    g = torch.Generator().manual_seed(0)
+    ts, sig, mask = sample_timesteps(sched, 64, 9, 3, 0.0, g)
+    assert ts.shape == (64, 9) and torch.all(mask == 1)
+    blocks = ts.view(64, 3, 3)
+    assert torch.all(blocks == blocks[:, :, :1])                     # one timestep per block
+    assert (blocks[:, :, 0] != blocks[:, :1, 0]).any()               # independent across blocks
+    assert set(ts.flatten().tolist()) <= set(sched.timesteps.tolist())   # drawn from the shifted table
+    torch.testing.assert_close(sig, ts / 1000)
+    ts, sig, mask = sample_timesteps(sched, 256, 9, 3, 1.0, g)
+    clean = ts == 0
+    assert torch.equal(clean, mask == 0) and torch.all(sig[clean] == 0)
+    assert clean[:, :3].all() and not clean[:, 6:].any()             # clean prefix, last block never clean
+
+
+def test_training_path_is_block_causal():
+    cfg = TrainConfig.preset("smoke").dit.model_config()
+    torch.manual_seed(0)
+    m = build_dit(cfg).eval()
+    for p in m.parameters():   # make the zero-initialised head non-trivial
+        torch.nn.init.normal_(p, std=0.05) if p.dim() >= 2 else None
+    x = torch.randn(1, 16, 9, 4, 8)
+    cond = torch.randn(1, 20, 9, 4, 8)
+    kb, ms = torch.rand(1, 33, 4).round(), torch.randn(1, 33, 2) * 0.1
+    vc = torch.zeros(1, 1, 1280)
+    t = torch.full((1, 9), 500.0)
+    with torch.no_grad():
+        a = m(x, t, cond, vc, kb, ms)
+        x2 = x.clone()
+        x2[:, :, 6:] += 1.0                                           # change only the last block
+        kb2 = kb.clone()
+        kb2[:, 24:] = 1 - kb2[:, 24:]                                 # and the actions it alone sees
+        b = m(x2, t, cond, vc, kb2, ms)
+    torch.testing.assert_close(a[:, :, :6], b[:, :, :6])              # earlier blocks never see it
+    assert (a[:, :, 6:] - b[:, :, 6:]).abs().max() > 1e-3
+
+
+def test_small_preset_is_the_engine_architecture():
+    from matrix_game_core.model import CausalWanModel
+    cfg = DiTStage().model_config()
+    assert cfg.dim == 384 and cfg.num_layers == 10 and cfg.action_config.blocks == list(range(8))
+    assert cfg.img_dim == 1280 and cfg.has_mouse and cfg.keyboard_dim == 4
+    with torch.device("meta"):
+        m = CausalWanModel(cfg)
+    n = sum(p.numel() for p in m.parameters())
+    assert 15e6 < n < 60e6
+    with pytest.raises(MatrixGameError):
+        DiTStage(clip_latents=10).model_config()
+
+
+def test_set_overrides():
+    from matrix_game_core.train.__main__ import _apply_set
+    cfg = _apply_set(TrainConfig.preset("smoke"), ["dit.batch=3", "vae.crop=[16,16]", "seed=5"])
+    assert cfg.dit.batch == 3 and cfg.vae.crop == (16, 16) and cfg.seed == 5
+    with pytest.raises(MatrixGameError, match="unknown field"):
+        _apply_set(cfg, ["dit.nope=1"])
+
+
+# ---------------------------------------------------------------------------------------------- smoke run
+def _record(folder):
+    """A small real recording when ViZDoom is installed, else a synthetic one."""
+    try:
+        import vizdoom  # noqa: F401
+    except ImportError:
+        from matrix_game_core.data.synthetic import write_synthetic_recording
+        write_synthetic_recording(folder, episodes=4, frames=180, size=(32, 64))
+        return "synthetic"
+    from matrix_game_core.data.doom import GameConfig
+    from matrix_game_core.data.record import RecordConfig, record
+    record(folder, RecordConfig(frames=600, seed=11, episode_min=150, episode_max=200, fmt="npz", val_every=3,
+                                game=GameConfig(height=32, width=64)), progress=False)
+    return "vizdoom"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from matrix_game_core.train.__main__ import load_run_config, run_stages
+    root = tmp_path_factory.mktemp("train")
+    data, run = str(root / "rec"), str(root / "run")
+    kind = _record(data)
+    cfg = load_run_config(run, "smoke", [])
+    res = run_stages(["vae", "latents", "dit", "export"], data, run, cfg, "cpu", echo=False)
+    return {"data": data, "run": run, "res": res, "cfg": cfg, "kind": kind}
+
+
+def _log(run, stage):
+    with open(os.path.join(run, stage, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_smoke_losses_fall(smoke_run):
+    vae = [r for r in _log(smoke_run["run"], "vae") if r["stage"] == "vae"]
+    assert vae[-1]["step"] == smoke_run["cfg"].vae.steps
+    assert vae[-1]["loss"] < 0.9 * vae[0]["loss"], (vae[0], vae[-1])
+    dit = [r for r in _log(smoke_run["run"], "dit") if "eval_loss" in r]
+    first, last = dit[0], dit[-1]
+    assert first["step"] == 0 and last["step"] == smoke_run["cfg"].dit.steps
+    assert last["eval_loss"] < 0.5 * first["eval_loss"], (first, last)   # fixed noise/timesteps/clips
+    ema = [r for r in _log(smoke_run["run"], "dit") if r["stage"] == "dit_ema"][0]
+    assert ema["eval_loss_ema"] < 0.6 * first["eval_loss"]
+
+
+def test_smoke_export_runs_through_the_engine(smoke_run):
+    from matrix_game_core.checkpoints import load_dit
+    from matrix_game_core.pipeline import encode_conditioning
+    from matrix_game_core.sampling import WorldSession
+    from matrix_game_core.train.export import load_trained
+    from matrix_game_core.vae import StreamingDecoder
+
+    ex = smoke_run["res"]["export"]
+    for f in ("dit/model.safetensors", "dit/config.json", "vae.safetensors", "NOTICE.md", "info.json"):
+        assert os.path.isfile(os.path.join(ex, f)), f
+    assert "Freedoom" in open(os.path.join(ex, "NOTICE.md")).read()
+    from safetensors import safe_open
+    with safe_open(os.path.join(ex, "dit", "model.safetensors"), "pt") as f:
+        assert all(k.startswith("model.") for k in f.keys())           # official file format
+    dit = load_dit(os.path.join(ex, "dit", "model.safetensors"), dtype=torch.float32)
+    assert dit.cfg.denoising_step_list == smoke_run["cfg"].dit.denoising_step_list
+    comps = load_trained(smoke_run["run"])
+    img = torch.rand(1, 3, 32, 64) * 2 - 1
+    cond = encode_conditioning(comps.vae, None, img, 6)                  # the pipeline's own path
+    s = WorldSession(comps.dit, cond, decoder=StreamingDecoder(comps.vae), seed=0)
+    r0 = s.step(torch.zeros(9, 4), torch.zeros(9, 2))
+    r1 = s.step(torch.zeros(12, 4), torch.full((12, 2), 0.1))
+    assert r0.frames.shape == (1, 3, 9, 32, 64) and r1.frames.shape == (1, 3, 12, 32, 64)
+    assert torch.isfinite(r1.frames).all()
+
+
+def test_smoke_evaluate_run(smoke_run):
+    from matrix_game_core.evaluate import evaluate_run
+    rep = evaluate_run(smoke_run["run"], smoke_run["data"], clips=1, blocks=2, follow_blocks=5)
+    assert rep["clips"] == 1
+    for k in ("next_block_model", "next_block_copy_last", "next_block_rollout"):
+        assert np.isfinite(rep[k]["psnr"])
+    assert set(rep["action_following"]["per_class"]) == {"turn_left", "turn_right", "look_up", "look_down"}
+
+
+def test_smoke_resume(smoke_run):
+    from matrix_game_core.train.__main__ import load_run_config, run_stages
+    run, data = smoke_run["run"], smoke_run["data"]
+    n_vae = len(_log(run, "vae"))
+    steps = smoke_run["cfg"].dit.steps
+    cfg = load_run_config(run, "smoke", [], dit_steps=steps + 10)
+    run_stages(["vae", "dit"], data, run, cfg, "cpu", echo=False)
+    assert len(_log(run, "vae")) == n_vae                               # finished stage not retrained
+    new = [r for r in _log(run, "dit") if r["stage"] == "dit"]
+    assert [r["step"] for r in new if r["step"] > steps][0] == steps + 1   # continued, not restarted
+    assert [r["step"] for r in _log(run, "dit") if r["stage"] == "dit_resume"] == [steps]
+    assert sum(r["step"] == 1 for r in new) == 1
+    assert new[-1]["step"] == steps + 10
