@@ -191,7 +191,7 @@ def _acc(c, n):
 
 def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motion: float = 1e-3,
                      motion: Optional[np.ndarray] = None, frames_per_block: int = 12,
-                     first_block: int = 9) -> FollowingReport:
+                     first_block: int = 9, pitch_threshold: Optional[float] = None) -> FollowingReport:
     """Does the video move the way the mouse commands say? (GameWorld-style mouse accuracy.)
 
     A block belongs to a class when the mean commanded value over its rows passes ``threshold``
@@ -200,6 +200,8 @@ def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motio
     *followed* when the mean image motion over the block's frame pairs ``(t, t+1)`` has the
     expected sign and a magnitude of at least ``min_motion`` x the frame width (or height) per
     frame: turn right -> dx < 0, turn left -> dx > 0, look up -> dy > 0, look down -> dy < 0.
+    ``pitch_threshold`` (default ``threshold``) applies to the pitch classes: games that limit the
+    pitch (Doom: about +-30 degrees) rarely hold a full camera step for a whole block.
 
     Args:
         video: ``T`` frames in any accepted layout.
@@ -232,7 +234,8 @@ def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motio
         info = {"block": b, "rows": [s, e], "command": [float(cmd[0]), float(cmd[1])],
                 "motion_px": [float(d[0]), float(d[1])], "classes": {}}
         for name, ch, sign in ACTION_CLASSES:
-            if cmd[ch] * sign >= threshold:
+            thr = threshold if ch == 1 or pitch_threshold is None else pitch_threshold
+            if cmd[ch] * sign >= thr:
                 # yaw right (+) -> picture moves left (dx < 0); pitch up (+) -> picture moves down (dy > 0)
                 v = -d[0] if ch == 1 else d[1]
                 size = w if ch == 1 else h
@@ -254,9 +257,11 @@ def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motio
 # ---------------------------------------------------------------------------------------------- synthetic
 def command_script(blocks: int, magnitude: float = CAM_VALUE, order: Sequence[str] = (
         "turn_left", "turn_right", "look_up", "look_down"), keyboard_dim: int = 4,
-        first_block: int = 9, frames_per_block: int = 12) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
+        first_block: int = 9, frames_per_block: int = 12,
+        pitch_magnitude: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
     """An action script for action-following tests: block 0 idle, then blocks cycling ``order``,
-    each holding one camera command of ``magnitude`` official units, no keys.
+    each holding one camera command of ``magnitude`` official units (``pitch_magnitude`` for the
+    look classes, default the same), no keys.
 
     Returns:
         ``(keyboard [T, K] float32, mouse [T, 2] float32, labels per block)``, ``T = 9 + 12 (blocks-1)``.
@@ -269,7 +274,7 @@ def command_script(blocks: int, magnitude: float = CAM_VALUE, order: Sequence[st
         name = order[(b - 1) % len(order)]
         ch, sgn = cls[name]
         s, e = block_rows(b, frames_per_block, first_block)
-        mouse[s:e, ch] = sgn * magnitude
+        mouse[s:e, ch] = sgn * (magnitude if ch == 1 or pitch_magnitude is None else pitch_magnitude)
         labels.append(name)
     return torch.zeros(t, keyboard_dim), mouse, labels
 
@@ -442,7 +447,8 @@ def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, s
 
 @torch.no_grad()
 def generate_for_following(dit, vae, image, blocks: int = 9, seed: int = 0, visual_context=None,
-                           magnitude: float = CAM_VALUE, denoising_step_list=None, keyboard_dim=None):
+                           magnitude: float = CAM_VALUE, denoising_step_list=None, keyboard_dim=None,
+                           pitch_magnitude: Optional[float] = None):
     """Generate a video from a start image under :func:`command_script` (left, right, up, down, ...).
 
     Args:
@@ -454,7 +460,7 @@ def generate_for_following(dit, vae, image, blocks: int = 9, seed: int = 0, visu
     from .vae import StreamingDecoder, encode_start_image
 
     kdim = keyboard_dim or dit.cfg.keyboard_dim
-    kb, ms, labels = command_script(blocks, magnitude, keyboard_dim=kdim)
+    kb, ms, labels = command_script(blocks, magnitude, keyboard_dim=kdim, pitch_magnitude=pitch_magnitude)
     n_lat = blocks * dit.cfg.num_frame_per_block
     cc = encode_start_image(vae, image.to(vae.device, vae.dtype), n_lat)
     vc = torch.zeros(1, 1, dit.cfg.img_dim) if visual_context is None else visual_context
@@ -559,9 +565,12 @@ def synthetic_check(blocks: int = 9, seeds: int = 4, height: int = 64, width: in
 
 
 def evaluate_run(run: Optional[str], data: str, split: str = "val", clips: int = 4, blocks: int = 4,
-                 follow_blocks: int = 9, steps=None, device: str = "cpu", seed: int = 0) -> Dict:
+                 follow_blocks: int = 9, steps=None, device: str = "cpu", seed: int = 0,
+                 pitch_magnitude: float = 0.04) -> Dict:
     """Evaluate a trained run on a recording's held-out split: next-block PSNR/SSIM (vs copy-last)
-    on ``clips`` clips, and action following from ``clips`` held-out start frames."""
+    on ``clips`` clips, and action following from ``clips`` held-out start frames (turns at 0.1;
+    looks at ``pitch_magnitude``, 0.04 = 24 degrees per block with the default 5 deg/step, since
+    Doom limits the pitch to about +-30 degrees)."""
     from .data.shards import entries, load_shard
     from .train.export import load_trained
 
@@ -587,8 +596,9 @@ def evaluate_run(run: Optional[str], data: str, split: str = "val", clips: int =
         nb_res.append(evaluate_next_block(dit, vae, fr, s.keyboard[st:st + t].astype(np.float32),
                                           s.mouse[st:st + t], seed=seed, denoising_step_list=steps))
         img = torch.from_numpy(fr[0]).permute(2, 0, 1)[None].float() / 127.5 - 1
-        frames, ms, _ = generate_for_following(dit, vae, img, follow_blocks, seed=seed, denoising_step_list=steps)
-        rep = action_following(frames, ms)
+        frames, ms, _ = generate_for_following(dit, vae, img, follow_blocks, seed=seed, denoising_step_list=steps,
+                                               pitch_magnitude=pitch_magnitude)
+        rep = action_following(frames, ms, pitch_threshold=0.5 * pitch_magnitude)
         for k, v in rep.per_class.items():
             per[k]["n"] += v["n"]
             per[k]["correct"] += v["correct"]

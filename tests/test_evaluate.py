@@ -129,3 +129,13 @@ def test_cli_synthetic_and_motion(tmp_path, capsys):
     assert main(["motion", str(tmp_path / "v.mp4"), "--track", str(tmp_path / "t.json")]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["accuracy"] == 1.0
+
+
+def test_pitch_threshold_for_pitch_limited_games():
+    _, ms, labels = command_script(5, 0.1, pitch_magnitude=0.04)
+    assert float(ms[block_rows(3)[0], 0]) == pytest.approx(0.04) and labels[3] == "look_up"
+    assert float(ms[block_rows(1)[0], 1]) == pytest.approx(-0.1)
+    video = synthetic_panning_video(ms, 48, 96, 3.0)
+    assert action_following(video, ms).per_class["look_up"]["n"] == 0          # below half a step
+    rep = action_following(video, ms, pitch_threshold=0.02)
+    assert rep.per_class["look_up"]["n"] == 1 and rep.accuracy == 1.0

@@ -158,6 +158,9 @@ def test_smoke_export_runs_through_the_engine(smoke_run):
     for f in ("dit/model.safetensors", "dit/config.json", "vae.safetensors", "NOTICE.md", "info.json"):
         assert os.path.isfile(os.path.join(ex, f)), f
     assert "Freedoom" in open(os.path.join(ex, "NOTICE.md")).read()
+    with open(os.path.join(ex, "dit", "config.json")) as f:
+        meta = json.load(f)
+    assert meta["video_size"] == [32, 64] and meta["image_encoder"] is None
     from safetensors import safe_open
     with safe_open(os.path.join(ex, "dit", "model.safetensors"), "pt") as f:
         assert all(k.startswith("model.") for k in f.keys())           # official file format

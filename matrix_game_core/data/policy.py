@@ -13,7 +13,7 @@ Behaviour (all per video frame):
 * **yaw**: an Ornstein–Uhlenbeck process whose mean switches now and then (smooth curves), plus
   *camera gestures*: the yaw (or pitch) held at exactly ``±deg_per_step`` (one official camera step,
   0.1 in official units) for 4..16 frames, so the data holds the commands the Matrix-Game
-  benchmark uses;
+  benchmark uses (look gestures: 0.4, 0.7 or 1 step for 4..12 frames, within the pitch limit);
 * **pitch**: an OU process pulled back to the horizon, plus look-up / look-down gestures, kept
   inside ``±max_pitch`` degrees using the pose (so the engine never clips a requested rotation and
   recorded actions equal applied rotations);
@@ -62,7 +62,7 @@ class PolicyConfig:
     max_pitch: float = 25.0
     #: Chance per frame to start a yaw / pitch gesture and its length range (frames).
     yaw_gesture: float = 0.02
-    pitch_gesture: float = 0.015
+    pitch_gesture: float = 0.025
     gesture_min: int = 4
     gesture_max: int = 16
     #: Depth-buffer thresholds (ViZDoom depth units, ~7 map units each) for "wall ahead".
@@ -178,8 +178,9 @@ class ExplorationPolicy:
                 self.gesture_left = int(r.integers(cfg.gesture_min, cfg.gesture_max + 1))
             elif self.gesture_left <= 0 and r.random() < cfg.pitch_gesture:
                 self.gesture_yaw = 0.0
-                self.gesture_pitch = float(r.choice([-1.0, 1.0])) * cfg.deg_per_step
-                self.gesture_left = int(r.integers(3, 9))
+                # look up/down: slower and longer than yaw gestures (pitch is limited to +-max_pitch)
+                self.gesture_pitch = float(r.choice([-1.0, 1.0]) * r.choice([0.4, 0.7, 1.0])) * cfg.deg_per_step
+                self.gesture_left = int(r.integers(4, 13))
             if r.random() < cfg.yaw_mean_switch:
                 self.yaw_mean = float(r.normal(0.0, 0.5 * cfg.deg_per_step))
             self.yaw += cfg.yaw_theta * (self.yaw_mean - self.yaw) + cfg.yaw_sigma * float(r.normal())

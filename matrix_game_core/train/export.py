@@ -3,7 +3,8 @@
 ``RUN/export/`` holds everything the engine needs, in its own formats, plus the data notice::
 
     export/dit/model.safetensors    # official DiT format (model.-prefixed keys), EMA weights
-    export/dit/config.json          # ModelConfig (incl. denoising_step_list); load_dit reads it
+    export/dit/config.json          # ModelConfig (incl. denoising_step_list); load_dit reads it;
+                                    # plus "video_size" [H, W] trained at, "image_encoder": null
     export/vae.safetensors          # Wan2.1_VAE keys at the trained width (load_wan_vae infers it)
     export/NOTICE.md                # Freedoom BSD-3 notice (trained on Freedoom imagery)
     export/info.json                # provenance: data manifest summary, configs, final losses
@@ -66,7 +67,20 @@ def export_run(run: str, data: Optional[str] = None, extra: Optional[Dict] = Non
     os.makedirs(os.path.join(out, "dit"), exist_ok=True)
     shutil.copyfile(src_vae, os.path.join(out, "vae.safetensors"))
     shutil.copyfile(src_dit, os.path.join(out, "dit", "model.safetensors"))
-    shutil.copyfile(src_cfg, os.path.join(out, "dit", "config.json"))
+    with open(src_cfg, "r", encoding="utf-8") as f:
+        cfg = json.load(f)
+    # extra keys (ignored by ModelConfig.from_dict) that front ends need: the frame size the model
+    # was trained at, and that it takes zero image tokens instead of CLIP features
+    meta_p = os.path.join(run, "latents", "meta.json")
+    if os.path.isfile(meta_p):
+        with open(meta_p, "r", encoding="utf-8") as f:
+            hw = json.load(f).get("latent_hw") or []
+        if len(hw) == 2:
+            cfg["video_size"] = [8 * int(hw[0]), 8 * int(hw[1])]
+    cfg["image_encoder"] = None
+    cfg["vae_file"] = "../vae.safetensors"
+    with open(os.path.join(out, "dit", "config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=1)
     with open(os.path.join(out, "NOTICE.md"), "w", encoding="utf-8") as f:
         f.write(FREEDOOM_NOTICE)
     info = dict(extra or {})
