@@ -477,13 +477,11 @@ def default_track_json() -> str:
     try:
         a = _actions_mod()
         T = video_frames_for_latents(15)
-        kb = torch.zeros(T, 4)
-        ms = torch.zeros(T, 2)
-        kb[:33, 0] = 1
-        ms[:33, 1] = 0.1
-        kb[33:, 2] = 1
-        ms[33:45, 0] = 0.05
-        return a.ActionTrack("universal", kb, ms).to_json()
+        return a.ActionTrack.from_segments("universal", T, [
+            {"start": 0, "end": 33, "keys": ["forward"], "mouse": [0, 0.1]},
+            {"start": 33, "end": T, "keys": ["left"]},
+            {"start": 33, "end": 45, "mouse": [0.05, 0]},
+        ]).to_json()
     except Exception:  # the engine's action module is unavailable: an empty default
         return ""
 
@@ -497,12 +495,13 @@ def actions_concat(first, second):
 
 
 def _key_labels(mode: str) -> List[str]:
+    """``"W forward"``, ... (official terminal key + key name) for each keyboard column."""
     a = _actions_mod()
-    for table in (getattr(a, "KEY_LABELS", None), getattr(a, "KEYS", None)):
-        if isinstance(table, dict) and mode in table:
-            return [str(x) for x in table[mode]]
-    k = {"universal": 4, "gta_drive": 2, "templerun": 7}[mode]
-    return [f"key{i}" for i in range(k)]
+    names = list(getattr(a, "KEYS", {}).get(mode, ()))
+    labels = list(getattr(a, "KEY_LABELS", {}).get(mode, ()))
+    if names and len(labels) == len(names):
+        return [f"{lab} {name}" for lab, name in zip(labels, names)]
+    return names or [f"key{i}" for i in range({"universal": 4, "gta_drive": 2, "templerun": 7}[mode])]
 
 
 def summarize(track) -> str:
@@ -598,6 +597,8 @@ def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: in
         raise MatrixGameError(f"The action track is for mode {getattr(actions, 'mode', '?')!r} but the model is "
                               f"{model.mode!r}; make the track for {model.mode!r} (e.g. benchmark actions with mode "
                               f"{model.mode!r}) or load the {getattr(actions, 'mode', '?')} model.")
+    if hasattr(actions, "validate"):
+        actions.validate(any_length=True)
     need = video_frames_for_latents(n)
     have = int(torch.as_tensor(actions.keyboard).shape[0])
     if have < need:

@@ -50,6 +50,7 @@ class MatrixGameModelLoader(io.ComfyNode):
             node_id="MatrixGameModelLoader",
             display_name="Matrix-Game Model Loader",
             category=CATEGORY,
+            search_aliases=["world model", "Matrix-Game 2.0", "load checkpoint"],
             description="Loads the Matrix-Game 2.0 world model (DiT) for one mode. Files live in "
                         "ComfyUI/models/matrix_game/. 'random-tiny' is an UNTRAINED tiny model for CPU tests "
                         "(its video is noise); pair it with the random-tiny VAE and image encoder.",
@@ -75,7 +76,7 @@ class MatrixGameModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, checkpoint, **kwargs):
+    def validate_inputs(cls, checkpoint):
         # accept names that are not (yet) in the list, e.g. official files still to be downloaded or a
         # file added after the page was loaded: execute() checks the name and says how to fix it
         return True
@@ -279,6 +280,7 @@ class MatrixGameSampler(io.ComfyNode):
             node_id="MatrixGameSampler",
             display_name="Matrix-Game Sampler",
             category=CATEGORY,
+            search_aliases=["world model", "interactive video", "game video", "keyboard mouse video", "sampler"],
             description="Runs the world model block by block (3 latent frames = 12 video frames each; the first block "
                         "makes 9) following the action track. Progress and a preview frame after every block; Cancel "
                         "stops between denoising steps.",

@@ -7,6 +7,7 @@ stand-ins (no ModelPatcher, folders in a temporary directory, progress updates r
 ``tests/test_comfyui_integration.py``.
 """
 import asyncio
+import glob
 import json
 import os
 import sys
@@ -373,3 +374,98 @@ def test_sampler_interrupt_stops_between_steps_and_the_next_run_works(tiny, monk
     assert len(calls) == 2                                                  # stopped at the 2nd denoising step
     monkeypatch.undo()
     assert logic.sample(tiny.model, cond, track(), 0, 6)["samples"].shape[2] == 6
+
+
+# ================================================================================================ actions
+def test_actions_from_json_with_summary():
+    out = run(nodes_v3.MatrixGameActionsFromJSON, track_json=logic.default_track_json())
+    tr, summary = out.args
+    assert tr.mode == "universal" and tr.keyboard.shape == (57, 4) and tr.mouse.shape == (57, 2)
+    assert out.ui.as_dict() == {"text": (summary,)}
+    assert summary.splitlines()[0] == "universal: 57 video frames = 2.28 s at 25 fps"
+    assert "up to 15 latent frames" in summary and "W forward 33" in summary and "A left 24" in summary
+    assert "yaw +0.000..+0.100" in summary
+    default = {i.id: i for i in nodes_v3.MatrixGameActionsFromJSON.define_schema().inputs}["track_json"]
+    assert default.kw["multiline"] and default.kw["default"] == logic.default_track_json()
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"version": 1, "mode": "universal", "num_frames": 57', "JSON"),
+    ("", "track_json is empty"),
+    ('{"version": 1, "mode": "flying", "num_frames": 9, "keyboard": {}}', "mode"),
+])
+def test_actions_from_json_rejects_malformed_tracks(text, match):
+    with pytest.raises(MatrixGameError, match=match):
+        run(nodes_v3.MatrixGameActionsFromJSON, track_json=text)
+
+
+def test_benchmark_actions_length_and_seed():
+    a = run(nodes_v3.MatrixGameBenchmarkActions, mode="gta_drive", latent_frames=6, seed=3).args[0]
+    b = run(nodes_v3.MatrixGameBenchmarkActions, mode="gta_drive", latent_frames=6, seed=3).args[0]
+    c = run(nodes_v3.MatrixGameBenchmarkActions, mode="gta_drive", latent_frames=6, seed=4).args[0]
+    assert a.mode == "gta_drive" and a.keyboard.shape == (21, 2) and a == b and a != c
+    t = run(nodes_v3.MatrixGameBenchmarkActions, mode="templerun", latent_frames=3, seed=0)
+    assert t.args[0].mouse is None and "no mouse" in t.args[1]
+
+
+def test_actions_from_file_and_join(folders):
+    src = os.path.join(ROOT, "workflows", "tracks", "templerun_demo.json")
+    (folders["input"] / "sub").mkdir()
+    (folders["input"] / "sub" / "run.json").write_text(open(src).read())
+    (folders["input"] / "notes.txt").write_text("x")
+    assert logic.list_action_files() == ["sub/run.json"]
+    opts = {i.id: i for i in nodes_v3.MatrixGameActionsFromFile.define_schema().inputs}["file"].kw["options"]
+    assert opts == ["sub/run.json"]
+    tr = run(nodes_v3.MatrixGameActionsFromFile, file="sub/run.json").args[0]
+    assert tr.mode == "templerun" and tr.keyboard.shape == (57, 7)
+    stamp = nodes_v3.MatrixGameActionsFromFile.fingerprint_inputs(file="sub/run.json")
+    os.utime(folders["input"] / "sub" / "run.json", ns=(1, 1))
+    assert nodes_v3.MatrixGameActionsFromFile.fingerprint_inputs(file="sub/run.json") != stamp   # re-read when edited
+    joined, summary = run(nodes_v3.MatrixGameConcatActions, first=tr, second=tr).args
+    assert joined.keyboard.shape == (113, 7) and "113 video frames" in summary
+    with pytest.raises(MatrixGameError, match="outside ComfyUI's input folder"):
+        logic.actions_from_file("../secret.json")
+    with pytest.raises(MatrixGameError, match="Cannot read action file"):
+        logic.actions_from_file("missing.json")
+    other = logic.actions_bench("universal", 9, 0)
+    with pytest.raises(MatrixGameError, match="same mode"):
+        logic.actions_concat(tr, other)
+
+
+def test_the_real_action_track_drives_the_sampler(tiny):
+    cond = small_conditioning(tiny.vae, tiny.clip, n=3)
+    tr = logic.actions_bench("universal", 9, 0)
+    z = logic.sample(tiny.model, cond, tr, 0, 3)["samples"]
+    kb, ms = tr.tensors()
+    ref, _ = WorldSession(logic.tiny_components("universal").dit, cond, seed=0).generate(kb, ms, 3, decode=False)
+    torch.testing.assert_close(normalize_latents(z), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_demo_inputs_are_copied_once(folders):
+    names = logic.install_demo_inputs()
+    assert "matrixgame_universal_0000.png" in names and "matrixgame_templerun_demo.json" in names
+    (folders["input"] / "matrixgame_universal_0000.png").write_bytes(b"mine")
+    assert logic.install_demo_inputs() == []                                   # never overwrites
+    assert (folders["input"] / "matrixgame_universal_0000.png").read_bytes() == b"mine"
+    # every input the example workflows name is shipped
+    for f in glob.glob(os.path.join(ROOT, "workflows", "api", "*.json")):
+        for n in json.load(open(f)).values():
+            for key in ("image", "file"):
+                if n["class_type"] in ("LoadImage", "MatrixGameActionsFromFile"):
+                    v = n["inputs"].get(key)
+                    if v:
+                        assert (folders["input"] / v).exists(), (f, v)
+
+
+# ================================================================================================ overlay
+def test_overlay_draws_keys_and_checks_lengths():
+    tr = logic.actions_from_json(logic.default_track_json())                 # 57 frames, W held first
+    frames = torch.full((21, 176, 320, 3), 0.5)
+    out = run(nodes_v3.MatrixGameOverlay, images=frames, actions=tr).args[0]
+    assert out.shape == frames.shape and out.dtype == torch.float32
+    assert not torch.equal(out, frames) and torch.equal(frames, torch.full_like(frames, 0.5))   # input untouched
+    assert 0 <= out.min() and out.max() <= 1
+    with pytest.raises(MatrixGameError, match="only 9"):
+        logic.overlay(frames, logic.actions_bench("universal", 9, 0))
+    with pytest.raises(MatrixGameError, match=r"\[T,H,W,3\]"):
+        logic.overlay(torch.zeros(2, 3, 8, 8), tr)
