@@ -198,3 +198,12 @@ def test_smoke_resume(smoke_run):
     assert [r["step"] for r in _log(run, "dit") if r["stage"] == "dit_resume"] == [steps]
     assert sum(r["step"] == 1 for r in new) == 1
     assert new[-1]["step"] == steps + 10
+    # a DiT checkpoint is never resumed on latents of another VAE
+    meta_p = os.path.join(run, "latents", "meta.json")
+    with open(meta_p) as f:
+        meta = json.load(f)
+    with open(meta_p, "w") as f:
+        json.dump(dict(meta, vae_sha256="0" * 64), f)
+    cfg = load_run_config(run, "smoke", [], dit_steps=steps + 20)
+    with pytest.raises(MatrixGameError, match="different VAE"):
+        run_stages(["dit"], data, run, cfg, "cpu", echo=False)

@@ -22,6 +22,7 @@ and on completion the EMA weights as ``model.safetensors`` (official ``model.``-
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Dict, Optional
 
@@ -30,6 +31,7 @@ import torch.nn as nn
 
 from ..checkpoints import save_dit
 from ..config import ModelConfig
+from ..errors import MatrixGameError
 from ..model import CausalWanModel
 from ..sampling import FlowMatchScheduler
 from .common import EMA, JsonlLog, Timer, autocast, load_checkpoint, lr_at, save_checkpoint, seed_all, to_device
@@ -108,6 +110,14 @@ def eval_loss(model, clips: LatentClips, sched, n: int, device, seed: int = 1234
     return out
 
 
+def _latents_vae_sha(run: str):
+    p = os.path.join(run, "latents", "meta.json")
+    if not os.path.isfile(p):
+        return None
+    with open(p, "r", encoding="utf-8") as f:
+        return json.load(f).get("vae_sha256")
+
+
 def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = False, echo: bool = True) -> str:
     """Train (or resume) stage 2 on ``RUN/latents`` and write ``RUN/dit/model.safetensors`` +
     ``config.json`` (EMA weights). Returns the safetensors path."""
@@ -133,8 +143,12 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
     sched = FlowMatchScheduler(mcfg.timestep_shift)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     step = 0
+    vae_sha = _latents_vae_sha(run)
     st = load_checkpoint(ckpt_p)
     if st is not None:
+        if st.get("vae_sha256") not in (None, vae_sha):
+            raise MatrixGameError(f"{ckpt_p} was trained on latents of a different VAE (the VAE stage was "
+                                  f"retrained since); delete {out} to train the DiT again.")
         model.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["optimizer"])
@@ -175,7 +189,7 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
             acc, n_acc = 0.0, 0
         if step % cfg.ckpt_every == 0 or step == sc.steps:
             save_checkpoint(ckpt_p, model=model.state_dict(), ema=ema.state_dict(), optimizer=opt.state_dict(),
-                            generator=gen.get_state(), step=step)
+                            generator=gen.get_state(), step=step, vae_sha256=vae_sha)
     # export EMA weights in the official format
     final_model = build_dit(mcfg)
     ema.copy_to(final_model)
