@@ -485,7 +485,7 @@ def _read_mouse(path: str) -> np.ndarray:
     m = None
     try:
         from .actions import ActionTrack
-        m = ActionTrack.from_json(text).mouse
+        m = ActionTrack.from_json(text, any_length=True).mouse
         if m is None:
             raise MatrixGameError(f"track {path} has no mouse rows (templerun?): nothing to evaluate.")
         return np.asarray(m.detach().cpu() if isinstance(m, torch.Tensor) else m, np.float32)

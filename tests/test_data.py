@@ -114,6 +114,21 @@ def test_shard_roundtrip_mp4(tmp_path):
         load_shard(str(tmp_path), {"name": "ep000001", **files})
 
 
+def test_shard_actions_as_action_track():
+    from matrix_game_core.actions import ActionTrack
+    s = _toy_shard(t=21)
+    s.keyboard = (s.keyboard > 0).astype(np.uint8)
+    tr = s.action_track(4, 9, fps=17.5, meta={"shard": "ep000000"})
+    assert tr.mode == "universal" and tr.num_frames == 9 and tr.meta == {"shard": "ep000000"}
+    np.testing.assert_array_equal(tr.keyboard.numpy(), s.keyboard[4:13])
+    np.testing.assert_array_equal(tr.mouse.numpy(), s.mouse[4:13])
+    assert ActionTrack.from_json(tr.to_json()) == tr                       # exact float32 round trip
+    odd = s.action_track(0, 10)                                            # recordings: any length
+    assert odd.num_frames == 10
+    with pytest.raises(MatrixGameError, match="outside"):
+        s.action_track(15, 10)
+
+
 def test_manifest_errors(tmp_path):
     with pytest.raises(MatrixGameError, match="record data first"):
         read_manifest(str(tmp_path))
@@ -237,3 +252,10 @@ def test_cli_record_and_info(tmp_path, capsys):
     assert main(["info", d]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["total_frames"] == 60 and set(info["key_press_rate"]) == {"forward", "back", "left", "right"}
+    from matrix_game_core.actions import ActionTrack
+    t = str(tmp_path / "t.json")
+    assert main(["track", d, "--shard", "ep000000", "--start", "3", "--frames", "57", "--out", t]) == 0
+    tr = ActionTrack.load(t)
+    s = load_shard(d, entries(d)[0], frames=False)
+    assert tr.num_frames == 57 and tr.meta["shard"] == "ep000000" and tr.fps == 17.5
+    np.testing.assert_array_equal(tr.mouse.numpy(), s.mouse[3:60])

@@ -34,9 +34,11 @@ def test_phase_correlation_recovers_subpixel_shifts():
 
 
 def test_block_rows_match_the_session():
+    from matrix_game_core.actions import block_row_range
     assert block_rows(0) == (0, 9)
     assert block_rows(1) == (9, 21)
     assert block_rows(3) == (33, 45)
+    assert all(block_rows(b) == block_row_range(b) for b in range(8))
 
 
 def test_synthetic_panning_is_followed_100_percent():
@@ -124,11 +126,14 @@ def test_cli_synthetic_and_motion(tmp_path, capsys):
     _, ms, _ = command_script(5, 0.1)
     v = synthetic_panning_video(ms, 64, 112, 3.0)
     write_mp4(str(tmp_path / "v.mp4"), v, 12.0)
-    (tmp_path / "t.json").write_text(json.dumps({"mode": "universal", "keyboard": [[0, 0, 0, 0]] * len(ms),
-                                                  "mouse": ms.tolist()}))
+    from matrix_game_core.actions import ActionTrack
+    ActionTrack("universal", torch.zeros(len(ms), 4), ms).validate().save(str(tmp_path / "t.json"))
     assert main(["motion", str(tmp_path / "v.mp4"), "--track", str(tmp_path / "t.json")]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["accuracy"] == 1.0
+    (tmp_path / "plain.json").write_text(json.dumps({"mouse": (-ms).tolist()}))     # plain rows work too
+    assert main(["motion", str(tmp_path / "v.mp4"), "--track", str(tmp_path / "plain.json")]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == 0.0
 
 
 def test_pitch_threshold_for_pitch_limited_games():

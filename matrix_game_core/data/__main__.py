@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -116,21 +117,20 @@ def cmd_info(a) -> int:
 
 
 def cmd_track(a) -> int:
-    from .shards import entries, load_shard
+    from .shards import entries, load_shard, read_manifest
 
     es = [e for e in entries(a.folder) if e["name"] == a.shard]
     if not es:
         raise MatrixGameError(f"no shard {a.shard!r} in {a.folder}.")
+    m = read_manifest(a.folder)
     s = load_shard(a.folder, es[0], frames=False)
-    end = len(s) if a.frames is None else a.start + a.frames
-    kb, ms = s.keyboard[a.start:end], s.mouse[a.start:end]
-    from ..actions import ActionTrack
-    import torch
-    track = ActionTrack("universal", torch.from_numpy(kb.astype(np.float32)), torch.from_numpy(ms.astype(np.float32)))
-    text = track.to_json()
+    meta = {"source": "matrix_game_core.data", "recording": os.path.abspath(a.folder), "shard": a.shard,
+            "start": a.start, "mouse_units": m.get("mouse_units")}
+    track = s.action_track(a.start, a.frames, fps=m.get("fps", 17.5), meta=meta)
     with open(a.out, "w", encoding="utf-8") as f:
-        f.write(text if isinstance(text, str) else json.dumps(text))
-    print(a.out)
+        f.write(track.to_json())
+    print(f"{a.out}: {track.num_frames} frames" + ("" if (track.num_frames - 1) % 4 == 0 else
+                                                     " (not 1 + 4n: crop it before generating)"))
     return 0
 
 

@@ -138,13 +138,18 @@ class Shard:
         if self.frames.dtype != np.uint8:
             raise MatrixGameError(f"shard frames must be uint8, got {self.frames.dtype}.")
 
-    def action_track(self):
-        """The shard's actions as a :class:`matrix_game_core.actions.ActionTrack` (universal mode)."""
-        from ..actions import ActionTrack  # noqa: WPS433 (lazy: actions.py is owned elsewhere)
-        import torch
+    def action_track(self, start: int = 0, frames: Optional[int] = None, fps: float = 17.5,
+                     meta: Optional[Dict] = None):
+        """Rows ``[start, start + frames)`` as a validated universal-mode
+        :class:`~matrix_game_core.actions.ActionTrack` (any length; ``meta`` is stored in its JSON)."""
+        from ..actions import ActionTrack
 
-        return ActionTrack("universal", torch.from_numpy(self.keyboard.astype(np.float32)),
-                           torch.from_numpy(self.mouse.astype(np.float32)))
+        end = len(self) if frames is None else start + frames
+        if not 0 <= start < end <= len(self):
+            raise MatrixGameError(f"rows [{start}, {end}) are outside the shard's {len(self)} frames.")
+        return ActionTrack("universal", self.keyboard[start:end].astype(np.float32),
+                           self.mouse[start:end].astype(np.float32), fps=fps,
+                           meta=dict(meta or {})).validate(any_length=True)
 
 
 def shard_paths(folder: str, name: str, fmt: str) -> Dict[str, str]:
