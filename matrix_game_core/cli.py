@@ -69,14 +69,6 @@ def generate(args) -> int:
     if n_latent <= 0 or n_latent % 3:
         raise MatrixGameError(f"--frames counts latent frames and must be a positive multiple of 3 (got {n_latent}).")
     n_video = video_frames_for_latents(n_latent)
-    if args.random_weights:
-        _say("!" * 78 + "\n!! --random-weights tiny: UNTRAINED random models. The video is NOISE, not a world.\n"
-             "!! Use --checkpoint-dir with the official files for real output.\n" + "!" * 78)
-        comp = random_tiny(args.mode, seed=0, device=device)
-        comp.dit.to(dtype)
-    else:
-        comp = load_components(args.checkpoint_dir, args.mode, device=device, dtype=dtype,
-                               attention_backend=args.attention)
     if args.bench_actions:
         track = bench_actions(args.mode, n_video, args.seed)
     else:
@@ -89,8 +81,17 @@ def generate(args) -> int:
         if track.mode != args.mode:
             raise MatrixGameError(f"the action track is for mode {track.mode!r} but --mode is {args.mode!r}.")
     track = track.for_latent_frames(n_latent)
+    image = prepare_image(load_image(args.image), crop=args.crop)  # check inputs before loading models
+    if args.random_weights:
+        _say("!" * 78 + "\n!! --random-weights tiny: UNTRAINED random models. The video is NOISE, not a world.\n"
+             "!! Use --checkpoint-dir with the official files for real output.\n" + "!" * 78)
+        comp = random_tiny(args.mode, seed=0, device=device)
+        comp.dit.to(dtype)
+    else:
+        comp = load_components(args.checkpoint_dir, args.mode, device=device, dtype=dtype,
+                               attention_backend=args.attention)
     t0 = time.perf_counter()
-    image = prepare_image(load_image(args.image), crop=args.crop).to(device)
+    image = image.to(device)
     cond = encode_conditioning(comp.vae, comp.image_encoder, image, n_latent)
     _say(f"[matrix-game] {comp.label}: conditioning {time.perf_counter() - t0:.1f}s")
     session = WorldSession(comp.dit, cond, decoder=StreamingDecoder(comp.vae), seed=args.seed)
