@@ -57,10 +57,8 @@ def prepare_image(image: torch.Tensor, crop: str = "center", height: int = VIDEO
         raise MatrixGameError(f"start image has shape {tuple(image.shape)}; expected an RGB image "
                               f"[B, H, W, 3] with values in 0..1.")
     x = image.float()
-    if x.shape[-1] == 3 and x.shape[1] != 3:
+    if x.shape[-1] == 3:  # ComfyUI's channels-last IMAGE (wins when both layouts would fit)
         x = x.permute(0, 3, 1, 2)
-    elif x.shape[-1] == 3 and x.shape[1] == 3 and x.shape[2] != 3:
-        x = x.permute(0, 3, 1, 2) if image.shape[-1] == 3 and image.shape[1] > 3 else x
     h, w = x.shape[-2:]
     if min(h, w) < MIN_IMAGE_SIDE:
         raise MatrixGameError(f"start image is {w}x{h} pixels; it must be at least {MIN_IMAGE_SIDE} px on each "
