@@ -116,7 +116,7 @@ class WebSocket:
     """A minimal websocket client (RFC 6455, stdlib only) for ComfyUI's ``/ws`` messages."""
 
     def __init__(self, port, client_id):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=900)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
@@ -215,10 +215,11 @@ def load_api(name):
         return json.load(f)
 
 
-def tiny_variant(prompt, frames=6):
+def tiny_variant(prompt, frames=6, encode_length=None):
     """A workflow switched to the tiny models and ``frames`` latent frames (the graph is unchanged
     otherwise; core's CLIPVisionLoader cannot read a tiny tower, so it becomes our loader's
-    random-tiny entry)."""
+    random-tiny entry). ``encode_length``: latent frames the start image is encoded for (default
+    ``frames``; the sampler repeats the last one beyond)."""
     p = copy.deepcopy(prompt)
     for nid, n in p.items():
         c, i = n["class_type"], n["inputs"]
@@ -231,7 +232,7 @@ def tiny_variant(prompt, frames=6):
         elif c == "MatrixGameSampler":
             i["latent_frames"] = frames
         elif c == "MatrixGameEncodeStartImage":
-            i["length"] = frames
+            i["length"] = encode_length or frames
         elif c == "MatrixGameBenchmarkActions":
             i["latent_frames"] = frames
     return p
@@ -282,8 +283,8 @@ def test_object_info_lists_every_node_with_tooltips(server):
     code, info = server.http("GET", "/object_info")
     assert code == 200
     ours = sorted(k for k, v in info.items() if v.get("category", "").startswith("MatrixGame"))
-    assert ours == sorted(NODE_IDS)
-    for nid in NODE_IDS:
+    assert set(ours) >= set(NODE_IDS) and all(k.startswith("MatrixGame") for k in ours), ours
+    for nid in ours:                                  # the pack's rules hold for every node it lists
         d = info[nid]
         assert d["category"] == "MatrixGame" and d["display_name"].startswith("Matrix-Game"), nid
         inputs = {**d["input"].get("required", {}), **d["input"].get("optional", {})}
@@ -311,14 +312,14 @@ def test_object_info_lists_every_node_with_tooltips(server):
 
 @pytest.mark.parametrize("name", MODE_WORKFLOWS)
 def test_mode_workflow_runs_on_the_tiny_model(server, name):
-    prompt = tiny_variant(load_api(name), frames=6)
+    prompt = tiny_variant(load_api(name), frames=3)
     entry = server.run(prompt)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
     files = videos(server, entry)
     assert len(files) == 2, entry["outputs"]
     for f in files:
         n, size, fps = mp4_info(f)
-        assert (n, size) == (21, (640, 352)), (f, n, size)
+        assert (n, size) == (9, (640, 352)), (f, n, size)
         assert abs(fps - 25) < 0.01
     actions_id = prompt[find(prompt, "MatrixGameSampler")]["inputs"]["actions"][0]
     text = entry["outputs"][actions_id]["text"][0]
@@ -382,10 +383,11 @@ def test_core_vae_decode_and_clip_vision_encode_interoperate(server):
 
 
 def test_interrupt_mid_sampling_then_the_next_prompt_succeeds(server):
-    prompt = tiny_variant(load_api(CPU_WORKFLOW), frames=45)
+    prompt = tiny_variant(load_api(CPU_WORKFLOW), frames=45, encode_length=3)
     sampler = find(prompt, "MatrixGameSampler")
     cid = uuid.uuid4().hex
     ws = WebSocket(server.port, cid)
+    t0 = None
     try:
         pid = server.queue(prompt, cid)
         while True:                                   # wait until the sampler finished its first block
@@ -405,6 +407,8 @@ def test_interrupt_mid_sampling_then_the_next_prompt_succeeds(server):
                 assert msg["data"]["value"] <= 3, "sampling went on after the interrupt"
     finally:
         ws.close()
+        if t0 is None:                                # failed before interrupting: don't block later tests
+            server.http("POST", "/interrupt", {})
     stopped_in = time.time() - t0
     entry = server.wait(pid)
     assert entry["status"]["status_str"] == "error"
@@ -448,7 +452,7 @@ def _bad_traversal(p):
 @pytest.mark.parametrize("breaker", [_bad_wrong_mode, _bad_frames, _bad_json, _bad_short_track, _bad_image,
                                      _bad_traversal], ids=lambda f: f.__name__[5:])
 def test_bad_input_is_a_per_node_error_that_says_how_to_fix_it(server, breaker):
-    p = tiny_variant(load_api(CPU_WORKFLOW), frames=6)
+    p = tiny_variant(load_api(CPU_WORKFLOW), frames=6, encode_length=1)
     node_type, needles = breaker(p)
     entry = server.run(p)
     node_id, got_type, message = error_of(entry)
