@@ -32,15 +32,11 @@ from matrix_game_core.vae import StreamingDecoder, encode_start_image, normalize
 
 from nodes import host, logic, nodes_v3  # noqa: E402
 
+if _STUBBED:  # the node classes hold what they need; leave no fake comfy_api behind for other modules
+    for _k in [k for k in sys.modules if k == "comfy_api" or k.startswith("comfy_api.")]:
+        del sys.modules[_k]
+
 DEMO = os.path.join(ROOT, "assets", "demo_images", "universal_0000.png")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _unstub():
-    yield
-    if _STUBBED:  # leave no fake comfy_api behind for other test modules
-        for k in [k for k in sys.modules if k == "comfy_api" or k.startswith("comfy_api.")]:
-            del sys.modules[k]
 
 
 @pytest.fixture(autouse=True)
