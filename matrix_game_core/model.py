@@ -89,9 +89,9 @@ def _layer_norm(x, eps):
     return torch.nn.functional.layer_norm(x, (x.shape[-1],), eps=eps).type_as(x)
 
 
-class SelfAttention(nn.Module):
-    """``CausalWanSelfAttention``: full-dim RMS q/k norms before the head split, 3-D RoPE at the
-    absolute latent frame, K cached after RoPE."""
+class _Projections(nn.Module):
+    """q, k, v, o Linear(dim, dim) with bias and full-dim RMS q/k norms (``WanSelfAttention``'s
+    layers, shared by the self- and cross-attention of a block)."""
 
     def __init__(self, dim, num_heads, eps, ops, device=None, dtype=None):
         super().__init__()
@@ -103,6 +103,11 @@ class SelfAttention(nn.Module):
         self.o = ops.Linear(dim, dim, **kw)
         self.norm_q = WanRMSNorm(dim, eps, **kw)
         self.norm_k = WanRMSNorm(dim, eps, **kw)
+
+
+class SelfAttention(_Projections):
+    """``CausalWanSelfAttention``: full-dim RMS q/k norms before the head split, 3-D RoPE at the
+    absolute latent frame, K cached after RoPE."""
 
     def forward(self, x, rope, grid, lc: Optional[LayerCache], cache: Optional[ModelCache], start_frame,
                 mask, backend):
@@ -126,19 +131,8 @@ class SelfAttention(nn.Module):
         return self.o(out.transpose(1, 2).reshape(b, s, n * d))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_Projections):
     """``WanI2VCrossAttention`` restricted to the image tokens (no text path)."""
-
-    def __init__(self, dim, num_heads, eps, ops, device=None, dtype=None):
-        super().__init__()
-        self.num_heads, self.head_dim = num_heads, dim // num_heads
-        kw = dict(device=device, dtype=dtype)
-        self.q = ops.Linear(dim, dim, **kw)
-        self.k = ops.Linear(dim, dim, **kw)
-        self.v = ops.Linear(dim, dim, **kw)
-        self.o = ops.Linear(dim, dim, **kw)
-        self.norm_q = WanRMSNorm(dim, eps, **kw)
-        self.norm_k = WanRMSNorm(dim, eps, **kw)
 
     def context_kv(self, context):
         """K/V of the projected image tokens ``[B, 257, dim]`` -> two ``[B, H, 257, D]``."""
