@@ -17,7 +17,6 @@ objects against the engine, inside the server's python.
 """
 import base64
 import copy
-import glob
 import json
 import os
 import shutil
