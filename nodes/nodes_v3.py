@@ -382,3 +382,8 @@ class MatrixGameExtension(ComfyExtension):
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return list(NODES)
+
+
+from .nodes_interactive import NODES as _LIVE_NODES  # noqa: E402  (live session node + its routes)
+
+NODES += _LIVE_NODES
