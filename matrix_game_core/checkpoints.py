@@ -142,6 +142,8 @@ def infer_config(sd: Dict[str, torch.Tensor], mode: str, num_heads: Optional[int
     dim = sd["patch_embedding.weight"].shape[0]
     layers = 1 + max(int(m.group(1)) for k in sd for m in [_BLOCK.match(k)] if m)
     kb_keys = sorted(int(_BLOCK.match(k).group(1)) for k in sd if k.endswith("action_model.keyboard_embed.0.weight"))
+    if "img_emb.proj.0.weight" in sd:
+        cfg.img_dim = sd["img_emb.proj.0.weight"].shape[0]
     if dim == cfg.dim and layers == cfg.num_layers and num_heads in (None, cfg.num_heads):
         return cfg
     ac = cfg.action_config

@@ -442,6 +442,47 @@ def convert_comfy_clip_vision(state_dict: Mapping[str, torch.Tensor]) -> Dict[st
     return out
 
 
+def convert_to_comfy_clip_vision(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Engine/official (``visual.`` stripped) CLIP keys -> the HF ``CLIPVisionModelWithProjection``
+    layout of ComfyUI's ``clip_vision_h.safetensors``: the exact inverse of
+    ``image_encoder.convert_comfy_clip_vision`` (q|k|v split from ``to_qkv``, embeddings reshaped,
+    ``head`` transposed into ``visual_projection``). Pure renaming and reshaping."""
+    top = {"patch_embedding.weight": "vision_model.embeddings.patch_embedding.weight",
+           "patch_embedding.bias": "vision_model.embeddings.patch_embedding.bias",
+           "pre_norm.weight": "vision_model.pre_layrnorm.weight", "pre_norm.bias": "vision_model.pre_layrnorm.bias",
+           "post_norm.weight": "vision_model.post_layernorm.weight",
+           "post_norm.bias": "vision_model.post_layernorm.bias"}
+    layer = {"norm1.": "layer_norm1.", "norm2.": "layer_norm2.", "attn.proj.": "self_attn.out_proj.",
+             "mlp.0.": "mlp.fc1.", "mlp.2.": "mlp.fc2."}
+    out: Dict[str, torch.Tensor] = {}
+    for k, t in sd.items():
+        if k in top:
+            out[top[k]] = t
+        elif k == "cls_embedding":
+            out["vision_model.embeddings.class_embedding"] = t.reshape(-1)
+        elif k == "pos_embedding":
+            out["vision_model.embeddings.position_embedding.weight"] = t.reshape(t.shape[-2], t.shape[-1])
+        elif k == "head":
+            out["visual_projection.weight"] = t.t().contiguous()
+        elif k.startswith("transformer."):
+            _, n, rest = k.split(".", 2)
+            base = f"vision_model.encoder.layers.{n}."
+            if rest.startswith("attn.to_qkv."):
+                kind = rest.rsplit(".", 1)[1]
+                for p, part in zip("qkv", t.chunk(3, dim=0)):
+                    out[f"{base}self_attn.{p}_proj.{kind}"] = part.contiguous()
+                continue
+            for src, dst in layer.items():
+                if rest.startswith(src):
+                    out[base + dst + rest[len(src):]] = t
+                    break
+            else:
+                raise MatrixGameError(f"unexpected CLIP tensor {k!r}; use the official CLIP file, unmodified.")
+        else:
+            raise MatrixGameError(f"unexpected CLIP tensor {k!r}; use the official CLIP file, unmodified.")
+    return out
+
+
 def _detect_format(keys) -> str:
     keys = set(keys)
     if any(k.startswith("visual.transformer.resblocks.") for k in keys) or "visual.conv1.weight" in keys:

@@ -295,3 +295,15 @@ def test_loader_errors(tmp_path):
     tower = load_image_encoder(weights, config=cfg)
     _raises("RGB image", preprocess, torch.zeros(1, 4, 32, 32))
     _raises(r"expects 224x224", tower, torch.zeros(1, 3, 112, 112))
+
+
+def test_comfy_layout_round_trip_of_the_full_size_keys():
+    """convert_to_comfy_clip_vision is the exact inverse of convert_comfy_clip_vision."""
+    from matrix_game_core.image_encoder import (CLIPVisionTower, VisionConfig, convert_comfy_clip_vision,
+                                                convert_to_comfy_clip_vision)
+    tower = CLIPVisionTower(VisionConfig(dim=64, num_heads=2, num_layers=2, out_dim=32))
+    sd = tower.state_dict()
+    hf = convert_to_comfy_clip_vision(sd)
+    assert "vision_model.encoder.layers.1.self_attn.k_proj.weight" in hf and "visual_projection.weight" in hf
+    back = convert_comfy_clip_vision(hf)
+    assert sorted(back) == sorted(sd) and all(torch.equal(back[k], sd[k]) for k in sd)

@@ -239,3 +239,13 @@ def test_loader_folder_and_truncated(tiny_ckpt, tmp_path):
 def test_detect_mode_rejects_other_models():
     with pytest.raises(MatrixGameError, match="not a Matrix-Game 2.0 DiT"):
         detect_mode({"blocks.0.ffn.0.weight": torch.zeros(1)})
+
+
+def test_loader_infers_image_token_width(tmp_path):
+    from matrix_game_core.pipeline import random_tiny
+    dit = random_tiny("universal").dit          # img_dim 64 (tiny image encoder)
+    p = str(tmp_path / "base_distill.safetensors")
+    save_dit(dit, p)
+    m = load_dit(p, dtype=torch.float32)
+    assert m.cfg.img_dim == 64
+    assert all(torch.equal(a, b) for a, b in zip(dit.state_dict().values(), m.state_dict().values()))
