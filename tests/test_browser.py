@@ -184,6 +184,9 @@ def test_live_session_streams_frames_records_keys_and_outputs_the_video(report):
     for b in range(blocks):                       # one action per block
         s, e = (0, 9) if b == 0 else (12 * b - 3, 12 * b + 9)
         assert (tr.keyboard[s:e] == tr.keyboard[s]).all()
+    # the mouse moved right while the pointer was locked: a later block turns right, none looks up/down
+    assert float(tr.mouse[9:, 1].max()) > 0 and float(tr.mouse[:, 1].min()) >= 0
+    assert tr.mouse[:, 0].eq(0).all()
     assert tr.meta["source"].endswith("live session")
     # the server's final info agrees, and the node's outputs went on: an mp4 of every played frame
     assert lv["server_info"]["reason"] == "stopped" and _track(lv["server_info"]["track"]) == tr
@@ -379,6 +382,9 @@ def _drive(page, url, wf, out, rep):
     box = page.evaluate(f"() => {{ const r = {view}.canvas.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }}")
     page.mouse.click(box[0] + box[2] / 2, box[1] + box[3] / 2)
     page.keyboard.down("w")
+    page.wait_for_timeout(200)
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    page.mouse.move(cx + 160, cy, steps=8)              # pointer locked: turn right (yaw +)
     page.wait_for_function(f"() => {view}.blocks >= 1 && {view}.framesShown >= 5", timeout=600000)
     page.keyboard.up("w")
     L["pointer_locked"] = page.evaluate(f"() => document.pointerLockElement === {view}.canvas")
