@@ -9,6 +9,7 @@ const ACTION_NODES = new Set([
   "MatrixGameBenchmarkActions",
   "MatrixGameActionsFromFile",
   "MatrixGameConcatActions",
+  "MatrixGameActionFollowing",
 ]);
 
 function summaryWidget(node) {

@@ -688,3 +688,28 @@ def install_demo_inputs(dest: Optional[str] = None) -> List[str]:
             shutil.copyfile(src, dst)
             copied.append(name)
     return copied
+
+
+# ================================================================================================ evaluate
+def action_following_report(images: torch.Tensor, actions) -> Tuple[str, float]:
+    """GameWorld-style action following of a generated video (engine ``evaluate.action_following``).
+
+    Args:
+        images: IMAGE ``[T, H, W, 3]`` in 0..1 (e.g. Matrix-Game Decode output).
+        actions: the ActionTrack the video was generated with (needs mouse: universal / gta_drive).
+    Returns:
+        ``(report text, accuracy in [0, 1] or -1 when no block commanded a turn or look)``.
+    """
+    from matrix_game_core.evaluate import action_following
+
+    if getattr(actions, "mouse", None) is None:
+        raise MatrixGameError(f"the {getattr(actions, 'mode', '?')} track has no mouse actions; action following "
+                              f"measures camera turns, so use a universal or gta_drive track.")
+    rep = action_following(images, actions.mouse)
+    lines = [f"action following over {len(rep.blocks)} blocks (sign of global image motion vs mouse command):"]
+    for name, v in rep.per_class.items():
+        acc = "n/a" if v["accuracy"] is None else f"{100 * v['accuracy']:.0f}%"
+        lines.append(f"  {name:<10} {v['correct']}/{v['n']} {acc}")
+    total = -1.0 if rep.accuracy is None else float(rep.accuracy)
+    lines.append("  overall    " + ("n/a (no block turns or looks)" if total < 0 else f"{100 * total:.0f}%"))
+    return "\n".join(lines), total

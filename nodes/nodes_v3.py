@@ -362,10 +362,36 @@ class MatrixGameOverlay(io.ComfyNode):
         return io.NodeOutput(logic.overlay(images, actions))
 
 
+class MatrixGameActionFollowing(io.ComfyNode):
+    """Measure whether the video turns / looks the way the mouse commanded (GameWorld-style)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MatrixGameActionFollowing",
+            display_name="Matrix-Game Action Following (evaluate)",
+            category=CATEGORY,
+            description="For every block whose mouse command turns left/right or looks up/down, checks the sign "
+                        "of the global image motion (phase correlation) between consecutive frames; reports "
+                        "accuracy per action class. Works on any model's video.",
+            inputs=[io.Image.Input("images", tooltip="Video frames [T,H,W,3] generated with the track below."),
+                    MatrixGameActions.Input("actions", tooltip="The action track the video was generated with "
+                                                               "(universal or gta_drive: it needs mouse actions).")],
+            outputs=[io.String.Output("report", display_name="report", tooltip="Per-class accuracy as text."),
+                     io.Float.Output("accuracy", display_name="accuracy",
+                                     tooltip="Overall accuracy in 0..1 (-1 when no block turned or looked).")],
+        )
+
+    @classmethod
+    def execute(cls, images, actions) -> io.NodeOutput:
+        text, acc = logic.action_following_report(images, actions)
+        return io.NodeOutput(text, acc, ui=ui.PreviewText(text))
+
+
 NODES = [
     MatrixGameModelLoader, MatrixGameVAELoader, MatrixGameImageEncoderLoader, MatrixGameEncodeStartImage,
     MatrixGameActionsFromJSON, MatrixGameBenchmarkActions, MatrixGameActionsFromFile, MatrixGameConcatActions,
-    MatrixGameSampler, MatrixGameDecode, MatrixGameOverlay,
+    MatrixGameSampler, MatrixGameDecode, MatrixGameOverlay, MatrixGameActionFollowing,
 ]
 
 
