@@ -4,6 +4,7 @@
 // The server side is nodes/interactive.py; the DOM-free logic is js/lib/live.js.
 
 import { app } from "../../scripts/app.js";
+import { el, injectCss } from "./lib/dom.js";
 import { api } from "../../scripts/api.js";
 import { FrameQueue, InputState, LatencyMeter, RateMeter, decodeFrame, keyHelp, wsUrl } from "./lib/live.js";
 import { KEY_LABELS, KEYS } from "./lib/track.js";
@@ -42,24 +43,7 @@ const CSS = `
 .mg-panel .mg-head span { flex:1; font-weight:600; }
 `;
 
-function injectCss() {
-  if (document.getElementById("mg-live-css")) return;
-  const s = document.createElement("style");
-  s.id = "mg-live-css";
-  s.textContent = CSS;
-  document.head.appendChild(s);
-}
 
-function el(tag, props = {}, children = []) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "style") Object.assign(e.style, v);
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e[k] = v;
-  }
-  for (const c of children) e.append(c);
-  return e;
-}
 
 function chain(obj, name, fn) {
   const orig = obj[name];
@@ -72,7 +56,7 @@ function chain(obj, name, fn) {
 
 class LiveView {
   constructor(node) {
-    injectCss();
+    injectCss("mg-live-css", CSS);
     this.node = node;
     this.info = null;          // the session (server info)
     this.state = "idle";       // idle | connecting | waiting | running | ended | disconnected

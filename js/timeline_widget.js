@@ -5,6 +5,7 @@
 // The track model is js/lib/track.js (no DOM; unit-tested with node --test).
 
 import { app } from "../../scripts/app.js";
+import { el, injectCss } from "./lib/dom.js";
 import * as T from "./lib/track.js";
 
 const NODE_TYPE = "MatrixGameActionsFromJSON";
@@ -48,25 +49,7 @@ const CSS = `
 .mg-tl .mg-status.err { color:#ff8a80; }
 `;
 
-function injectCss() {
-  if (document.getElementById("mg-tl-css")) return;
-  const s = document.createElement("style");
-  s.id = "mg-tl-css";
-  s.textContent = CSS;
-  document.head.appendChild(s);
-}
 
-function el(tag, props = {}, children = []) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "style") Object.assign(e.style, v);
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else if (k === "dataset") Object.assign(e.dataset, v);
-    else e[k] = v;
-  }
-  for (const c of children) e.append(c);
-  return e;
-}
 
 function chain(obj, name, fn) {
   const orig = obj[name];
@@ -104,7 +87,7 @@ class TimelineEditor {
     this.drag = null;
     this.hover = null;
     this.jsonShown = false;
-    injectCss();
+    injectCss("mg-tl-css", CSS);
     this.build();
     this.loadFromWidget(true);
     this.timer = setInterval(() => this.loadFromWidget(false), 400);
