@@ -5,7 +5,7 @@ Presets (``TrainConfig.preset(name)``):
 =========  ==========================================  ==========================================
 preset     VAE (engine ``WanVAE``)                       DiT (engine ``CausalWanModel``)
 =========  ==========================================  ==========================================
-``smoke``  dim 8, clips 5 x 32x64, 60 steps            dim 64, 2 layers, 6-latent clips, 150 steps
+``smoke``  dim 8, clips 5 x 32x64, 150 steps           dim 64, 2 layers, 6-latent clips, 150 steps
 ``small``  dim 32, clips 9 x 128x128 crops, 40k steps   dim 384, 10 layers (action in 0..7),
                                                        15-latent clips (57 frames), 200k steps
 =========  ==========================================  ==========================================
@@ -38,9 +38,10 @@ class VAEStage:
     crop: Optional[Tuple[int, int]] = (128, 128)
     batch: int = 8
     steps: int = 40_000
-    lr: float = 3e-4
+    lr: float = 3e-4                         # >= 1e-3 makes the decoder learn the average frame
     warmup: int = 500
     kl_weight: float = 1e-6
+    latent_gain: float = 4.0                 # scale of the batch-standardised latent fed to the decoder
     ssim_weight: float = 0.2
     grad_weight: float = 0.1
     calib_clips: int = 64                    # clips used to measure latent statistics
@@ -125,7 +126,7 @@ class TrainConfig:
         if name == "small":
             return cls()
         if name == "smoke":
-            return cls(vae=VAEStage(dim=8, clip_frames=5, crop=None, batch=2, steps=60, lr=2e-3, warmup=5,
+            return cls(vae=VAEStage(dim=8, clip_frames=5, crop=None, batch=2, steps=150, lr=3e-4, warmup=5,
                                     calib_clips=4),
                        dit=DiTStage(dim=64, num_layers=2, num_heads=2, ffn_mult=2, action_blocks=[0],
                                     action_heads=1, keyboard_hidden=16, clip_latents=6, batch=4, steps=150,
