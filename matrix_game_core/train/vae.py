@@ -141,11 +141,7 @@ def _losses(rec, x, mu, logvar, cfg) -> Dict[str, torch.Tensor]:
     gr = ((gx(rec) - gx(x)).abs().mean() + (gy(rec) - gy(x)).abs().mean()) if cfg.grad_weight else rec.new_zeros(())
     kl = 0.5 * (mu.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).mean()
     loss = l1 + cfg.ssim_weight * ss + cfg.grad_weight * gr + cfg.kl_weight * kl
-    # latent usage: how much the reconstructions differ between the clips of the batch, relative to
-    # the inputs (about 0 = the decoder ignores the latent and draws the average frame)
-    usage = rec.detach().std(0).mean() / x.std(0).mean().clamp_min(1e-6) if x.shape[0] > 1 else rec.new_zeros(())
     return {"loss": loss, "l1": l1.detach(), "ssim_loss": ss.detach(), "grad": gr.detach(), "kl": kl.detach(),
-            "usage": usage,
             "psnr": (10 * torch.log10(4.0 / ((rec.detach().clamp(-1, 1) - x) ** 2).mean().clamp_min(1e-10)))}
 
 
@@ -212,13 +208,20 @@ def calibrate_latents(vae: WanVAE, clips, gain: float = 1.0) -> Dict:
 
 
 @torch.no_grad()
-def latent_usage(vae: WanVAE, clips) -> float:
+def latent_usage(vae: WanVAE, clips, gain: Optional[float] = None) -> float:
     """How much reconstructions differ between clips, relative to the clips themselves (~1: the
-    latent carries the picture; ~0: the decoder draws the same frame whatever the input)."""
+    latent carries the picture; ~0: the decoder draws the same frame whatever the input).
+
+    ``gain`` None: a calibrated VAE (``decode(encode(x))``); a number: a VAE in training (the
+    decoder is fed the standardised latent times ``gain``)."""
     v = torch.cat([c.to(vae.device, vae.dtype) for c in clips[:8]])
     if v.shape[0] < 2:
         return float("nan")
-    rec = vae.decode(vae.encode(v))
+    if gain is None:
+        rec = vae.decode(vae.encode(v))
+    else:
+        mu, _ = vae_encode_train(vae, v)
+        rec = vae_decode_train(vae, normalize_batch(mu.float()).to(mu.dtype) * gain).float()
     return float(rec.std(0).mean() / v.float().std(0).mean().clamp_min(1e-6))
 
 
@@ -264,6 +267,11 @@ def train_vae(data: str, run: str, cfg: TrainConfig, device: torch.device, bf16:
                         seed=cfg.seed + step)
     loader = torch.utils.data.DataLoader(stream, batch_size=sc.batch, num_workers=cfg.num_workers)
     it = iter(loader)
+    # 8 fixed clips to watch the latent usage during training
+    probe_it = iter(torch.utils.data.DataLoader(ClipStream(data, sc.clip_frames, "train",
+                                                           tuple(sc.crop) if sc.crop else None,
+                                                           clips_per_shard=1, seed=cfg.seed + 99), batch_size=1))
+    probe = [next(probe_it)["video"] for _ in range(8)]
     timer = Timer()
     vae.train()
     acc: Dict[str, float] = {}
@@ -289,6 +297,9 @@ def train_vae(data: str, run: str, cfg: TrainConfig, device: torch.device, bf16:
             acc, n_acc = {}, 0
         if step % cfg.ckpt_every == 0 or step == sc.steps:
             save_checkpoint(ckpt_p, model=vae.state_dict(), optimizer=opt.state_dict(), step=step)
+            vae.eval()
+            log.write({"stage": "vae_usage", "step": step, "usage": latent_usage(vae, probe, sc.latent_gain)})
+            vae.train()
     # calibration on full-size (uncropped) clips
     vae.eval()
     cal = ClipStream(data, sc.clip_frames, "train", None, clips_per_shard=4, seed=cfg.seed + 7)
