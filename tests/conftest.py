@@ -15,7 +15,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+def _cpu_threads() -> int:
+    """OMP_NUM_THREADS if set, else the cores this process may run on (taskset), at most 2."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(2, n))
+
+
+torch.set_num_threads(_cpu_threads())
 
 
 def golden_root() -> str:
