@@ -588,3 +588,48 @@ def test_bench_actions_global_random_and_errors():
         bench_actions("minecraft", 57, 0)
     t = bench_actions("universal", 1, 0)
     assert t.num_frames == 1 and t.num_latent_frames == 1
+
+
+# ---------------------------------------------------------------------------------------------- hostile JSON
+_GOOD = '{"version": 1, "mode": "templerun", "num_frames": 5, "keyboard": {}}'
+
+
+@pytest.mark.parametrize("text,msg", [
+    (b"\x89PNG\r\n\x1a\n\x00\xff binary", r"is not UTF-8 text \(byte 0 is 0x89\)"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"version": 1, "mode": "universal", "num_frames": 5, "keyboard": {}, "meta": ' + "[" * 70 + "]" * 70 + "}",
+     "nested too deeply"),
+    ('{"version": 1, "mode": "universal", "num_frames": 5, "keyboard": {}, "mouse": {"yaw": ' + "9" * 400 + "}}",
+     "integer with 400 digits"),
+    ('{"version": 1, "mode": "universal", "num_frames": 5, "keyboard": {}, "mouse": {"yaw": ' + "9" * 5000 + "}}",
+     "integer with 5000 digits"),
+])
+def test_hostile_json_text_is_one_clear_error(text, msg):
+    with pytest.raises(MatrixGameError, match=msg) as e:
+        ActionTrack.from_json(text)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 300
+
+
+def test_hostile_values_in_a_dict_are_clear_errors():
+    d = json.loads(_GOOD.replace("templerun", "universal"))
+    with pytest.raises(MatrixGameError, match=r"\$\.mouse\.yaw: 9{30}.* is out of range"):
+        ActionTrack.from_dict({**d, "mouse": {"yaw": 10 ** 400 - 1}})
+    deep: list = []
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(MatrixGameError, match=r"\$\.meta: is nested too deeply"):
+        ActionTrack.from_dict({**d, "mouse": {}, "meta": {"x": deep}})
+    with pytest.raises(MatrixGameError, match=r"\$\.keyboard_rows\[0\]: expected a row of 7 key values, got \[\.\.\.\]"):
+        ActionTrack.from_dict({"version": 1, "mode": "templerun", "keyboard_rows": [deep]})
+    assert ActionTrack.from_json(_GOOD.encode("utf-8-sig")).num_frames == 5     # a BOM is fine
+
+
+def test_load_binary_or_missing_file(tmp_path):
+    p = tmp_path / "t.json"
+    p.write_bytes(b"\xff\xd8\xff\xe0 jpeg")
+    with pytest.raises(MatrixGameError, match="is not UTF-8 text"):
+        ActionTrack.load(str(p))
+    with pytest.raises(MatrixGameError, match="cannot read action track"):
+        ActionTrack.load(str(tmp_path / "nope.json"))
+    p.write_text(_GOOD)
+    assert ActionTrack.load(str(p)).mode == "templerun"
