@@ -2,13 +2,20 @@
 
 One command, end to end (each stage resumes from its checkpoint; finished stages are skipped)::
 
-    python -m matrix_game_core.train all --data REC --out RUN [--preset small|smoke]
+    python -m matrix_game_core.train all --data REC --out RUN [--preset small|smoke|embedded]
         [--device auto|cpu|cuda] [--bf16] [--workers N]
         [--vae-steps N] [--dit-steps N] [--set dit.batch=32 --set vae.lr=1e-4 ...]
 
 Stages (also runnable one by one): ``vae`` (stage 1) -> ``latents`` (encode recordings) ->
-``dit`` (stage 2) -> ``export`` (``RUN/export``: DiT safetensors + config.json, VAE safetensors,
-Freedoom NOTICE). The run's configuration is saved in ``RUN/train_config.json`` on first use and
+``dit`` (stage 2) -> ``distill`` (stage 3: Self-Forcing/DMD few-step student) -> ``export``
+(``RUN/export``: DiT and student safetensors + config.json, VAE safetensors, Freedoom NOTICE; an
+unfinished dit stage is exported from its newest checkpoint's EMA weights, saying so).
+
+Data parallel on N GPUs (or N CPU processes, gloo), unchanged otherwise::
+
+    torchrun --nproc_per_node N -m matrix_game_core.train all --data REC --out RUN
+
+The run's configuration is saved in ``RUN/train_config.json`` on first use and
 reused on resume; ``--set``/``--*-steps`` change it (e.g. to extend training).
 """
 from __future__ import annotations
@@ -45,76 +52,118 @@ def _apply_set(cfg: TrainConfig, items) -> TrainConfig:
 
 
 def load_run_config(out: str, preset: str, overrides, vae_steps=None, dit_steps=None,
-                    workers=None) -> TrainConfig:
+                    workers=None, distill_steps=None, save: bool = True) -> TrainConfig:
+    """The run's configuration: ``RUN/train_config.json`` if present (else the preset), with the
+    command's overrides applied, saved back (by rank 0 only: ``save``)."""
     p = os.path.join(out, "train_config.json")
-    cfg = TrainConfig.load(p) if os.path.isfile(p) else TrainConfig.preset(preset)
+    if os.path.isfile(p):
+        try:
+            cfg = TrainConfig.load(p)
+        except (ValueError, TypeError) as e:
+            raise MatrixGameError(f"{p} is not a training configuration of this recipe ({e}); use another --out "
+                                  f"folder.") from e
+    else:
+        cfg = TrainConfig.preset(preset)
     cfg = _apply_set(cfg, overrides)
     if vae_steps is not None:
         cfg.vae.steps = vae_steps
     if dit_steps is not None:
         cfg.dit.steps = dit_steps
+    if distill_steps is not None:
+        cfg.distill.steps = distill_steps
     if workers is not None:
         cfg.num_workers = workers
-    os.makedirs(out, exist_ok=True)
-    cfg.save(p)
+    if save:
+        os.makedirs(out, exist_ok=True)
+        cfg.save(p + ".tmp")
+        os.replace(p + ".tmp", p)
     return cfg
 
 
 def run_stages(stages, data: str, out: str, cfg: TrainConfig, device_name: str = "auto", bf16: bool = False,
-               echo: bool = True) -> dict:
-    """Run the named stages in order; returns paths of what was written."""
+               echo: bool = True, dist=None, teacher=None) -> dict:
+    """Run the named stages in order; returns paths of what was written.
+
+    ``dist``: a :class:`~.distributed.Dist` (data parallel under torchrun); None: one process on
+    ``device_name``."""
     import torch
 
     from .common import pick_device
+    from .distill import train_distill
+    from .distributed import Dist
     from .dit import train_dit
     from .export import export_run
     from .latents import encode_recording
     from .vae import train_vae
 
-    dev = pick_device(device_name)
+    dist = dist or Dist(device=pick_device(device_name))
+    dev = dist.device
     res = {}
     if "vae" in stages:
-        res["vae"] = train_vae(data, out, cfg, dev, bf16, echo)
+        res["vae"] = train_vae(data, out, cfg, dev, bf16, echo, dist=dist)
     if "latents" in stages:
         from ..vae import load_wan_vae
         vp = os.path.join(out, "vae", "vae.safetensors")
+        if not os.path.isfile(vp):
+            raise MatrixGameError(f"{vp} is missing; train the VAE first (python -m matrix_game_core.train vae "
+                                  f"--data {data} --out {out}).")
         vae = load_wan_vae(vp, device=dev, dtype=torch.float32)
         res["latents"] = encode_recording(vae, vp, data, os.path.join(out, "latents"), cfg.dit.clip_latents,
-                                          cfg.dit.clip_stride, echo=echo)
+                                          cfg.dit.clip_stride, echo=echo and dist.is_main, dist=dist)
     if "dit" in stages:
-        res["dit"] = train_dit(out, cfg, dev, bf16, echo)
+        res["dit"] = train_dit(out, cfg, dev, bf16, echo, dist=dist)
+    if "distill" in stages:
+        res["distill"] = train_distill(out, cfg, dev, bf16, echo, dist=dist, teacher=teacher)
     if "export" in stages:
-        from .common import JsonlLog
-        logs = {s: JsonlLog(os.path.join(out, s, "log.jsonl"), echo=False).read() for s in ("vae", "dit")}
-        extra = {"train_config": cfg.to_dict(),
-                 "final": {s: (l[-1] if l else None) for s, l in logs.items()}}
-        res["export"] = export_run(out, data, extra)
+        if dist.is_main:
+            from .common import JsonlLog
+            logs = {s: JsonlLog(os.path.join(out, s, "log.jsonl"), echo=False).read()
+                    for s in ("vae", "dit", "distill")}
+            extra = {"train_config": cfg.to_dict(),
+                     "final": {s: (l[-1] if l else None) for s, l in logs.items()}}
+            res["export"] = export_run(out, data, extra, train_config=cfg, echo=echo)
+        dist.barrier()
     return res
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m matrix_game_core.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("all", "vae", "latents", "dit", "export"))
+    p.add_argument("stage", choices=("all", "vae", "latents", "dit", "distill", "export"))
     p.add_argument("--data", required=True, help="recording folder (python -m matrix_game_core.data record)")
     p.add_argument("--out", required=True, help="run folder (created; resumed if it exists)")
-    p.add_argument("--preset", default="small", choices=("small", "smoke"))
+    p.add_argument("--preset", default="small", choices=("small", "smoke", "embedded"))
     p.add_argument("--device", default="auto")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers for the VAE stage")
     p.add_argument("--vae-steps", type=int, default=None)
     p.add_argument("--dit-steps", type=int, default=None)
+    p.add_argument("--distill-steps", type=int, default=None)
+    p.add_argument("--teacher", default=None,
+                   help="distill: the teacher DiT (model.safetensors or its folder; default RUN/dit/model.safetensors)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    from .distributed import setup, teardown
+    dist = None
     try:
-        cfg = load_run_config(a.out, a.preset, a.set, a.vae_steps, a.dit_steps, a.workers)
-        stages = ["vae", "latents", "dit", "export"] if a.stage == "all" else [a.stage]
-        res = run_stages(stages, a.data, a.out, cfg, a.device, a.bf16, echo=not a.quiet)
-        print(json.dumps({k: (v if isinstance(v, str) else "ok") for k, v in res.items()}))
+        dist = setup(a.device)
+        # rank 0 settles the configuration first; the others read what it saved
+        cfg = load_run_config(a.out, a.preset, a.set, a.vae_steps, a.dit_steps, a.workers, a.distill_steps,
+                              save=dist.is_main) if dist.is_main else None
+        dist.barrier()
+        if not dist.is_main:
+            cfg = load_run_config(a.out, a.preset, [], save=False)
+        stages = ["vae", "latents", "dit", "distill", "export"] if a.stage == "all" else [a.stage]
+        res = run_stages(stages, a.data, a.out, cfg, a.device, a.bf16, echo=not a.quiet, dist=dist,
+                         teacher=a.teacher)
+        if dist.is_main:
+            print(json.dumps({k: (v if isinstance(v, str) else "ok") for k, v in res.items()}))
     except MatrixGameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        teardown()
     return 0
 
 

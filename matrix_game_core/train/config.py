@@ -8,7 +8,14 @@ preset     VAE (engine ``WanVAE``)                       DiT (engine ``CausalWan
 ``smoke``  dim 8, clips 5 x 32x64, 150 steps           dim 64, 2 layers, 6-latent clips, 150 steps
 ``small``  dim 32, clips 9 x 128x128 crops, 40k steps   dim 384, 10 layers (action in 0..7),
                                                        15-latent clips (57 frames), 200k steps
+``embedded`` dim 16, clips 5 x 32x48 crops of 64x112,  dim 256, 8 layers, 4 heads (action in 0..5,
+           batch 4, 1.6k steps                         2 x 64 wide), 9-latent clips (33 frames),
+                                                       4 denoising steps, 40k steps
 =========  ==========================================  ==========================================
+
+``embedded`` is the model that ships in the pack (``matrix_game_core/embedded``): sized to play
+live on a 2-core CPU (>= 10 video frames/s at 64x112, DiT + streaming decode) and to fit in
+40 MB as bf16 (DiT 14.7 M + VAE 3.6 M parameters).
 
 Both write files in the engine's formats: the VAE as a ``Wan2.1_VAE``-keyed safetensors
 (:func:`~matrix_game_core.vae.load_wan_vae` infers ``dim``), the DiT as the official
@@ -88,11 +95,32 @@ class DiTStage:
 
 
 @dataclass
+class DistillStage:
+    """Stage 3: Self-Forcing distillation of the diffusion-forcing DiT into a few-step student
+    (:mod:`matrix_game_core.train.distill`). Student and critic start from the teacher's weights."""
+
+    steps: int = 6_000
+    batch: int = 8                             # global batch (split over the ranks)
+    lr: float = 2e-5                           # student (generator) AdamW lr; Self-Forcing's 1.3B: 2e-6
+    critic_lr: float = 2e-5                    # critic (fake score) AdamW lr; Self-Forcing's 1.3B: 4e-7
+    warmup: int = 100
+    weight_decay: float = 0.01
+    ema: float = 0.99
+    critic_steps: int = 5                      # critic updates per student update (DMD2 TTUR, 2405.14867 §4.1)
+    critic_warmup: int = 0                     # critic-only updates before the first student update
+    denoising_step_list: List[int] = field(default_factory=lambda: [1000, 666, 333])  # the students' 3 steps
+    last_step_only: bool = False               # True: always exit at the last step (no random exit)
+    min_score_t: float = 0.02                  # DMD timesteps in [min, max] x 1000 (DMD / Self-Forcing)
+    max_score_t: float = 0.98
+
+
+@dataclass
 class TrainConfig:
     """Both stages plus run-level settings (saved as ``RUN/train_config.json``)."""
 
     vae: VAEStage = field(default_factory=VAEStage)
     dit: DiTStage = field(default_factory=DiTStage)
+    distill: DistillStage = field(default_factory=DistillStage)
     seed: int = 0
     log_every: int = 50
     ckpt_every: int = 1000
@@ -110,7 +138,8 @@ class TrainConfig:
                 kw["crop"] = tuple(kw["crop"])
             return kls(**kw)
         top = {k: v for k, v in d.items() if k in {"seed", "log_every", "ckpt_every", "num_workers"}}
-        return cls(vae=sub(VAEStage, d.get("vae")), dit=sub(DiTStage, d.get("dit")), **top)
+        return cls(vae=sub(VAEStage, d.get("vae")), dit=sub(DiTStage, d.get("dit")),
+                   distill=sub(DistillStage, d.get("distill")), **top)
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -125,11 +154,21 @@ class TrainConfig:
     def preset(cls, name: str) -> "TrainConfig":
         if name == "small":
             return cls()
+        if name == "embedded":
+            return cls(vae=VAEStage(dim=16, clip_frames=5, crop=(32, 48), batch=4, steps=1_600, lr=3e-4, warmup=100,
+                                    calib_clips=32),
+                       dit=DiTStage(dim=256, num_layers=8, num_heads=4, ffn_mult=4, action_heads=2,
+                                    keyboard_hidden=128, local_attn_size=6, clip_latents=9, clip_stride=12,
+                                    batch=8, steps=40_000, lr=3e-4, warmup=500,
+                                    denoising_step_list=[1000, 750, 500, 250]),
+                       log_every=25, ckpt_every=250)
         if name == "smoke":
             return cls(vae=VAEStage(dim=8, clip_frames=5, crop=None, batch=2, steps=150, lr=3e-4, warmup=5,
                                     calib_clips=4),
                        dit=DiTStage(dim=64, num_layers=2, num_heads=2, ffn_mult=2, action_blocks=[0],
                                     action_heads=1, keyboard_hidden=16, clip_latents=6, batch=4, steps=150,
                                     lr=2e-3, warmup=10, ema=0.9, denoising_step_list=[1000, 750, 500, 250]),
+                       distill=DistillStage(steps=12, batch=2, lr=1e-4, critic_lr=1e-3, warmup=2, ema=0.5,
+                                            critic_steps=2, critic_warmup=10),
                        log_every=10, ckpt_every=50)
-        raise MatrixGameError(f"unknown training preset {name!r}; choose smoke or small.")
+        raise MatrixGameError(f"unknown training preset {name!r}; choose smoke, small or embedded.")
