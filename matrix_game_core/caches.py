@@ -117,6 +117,20 @@ class ModelCache:
     def end_call(self, start_frame: int, num_frames: int) -> None:
         self.end_frame = max(self.end_frame, start_frame + num_frames)
 
+    def detach_(self) -> "ModelCache":
+        """Give every layer fresh copies of its rolling K/V buffers, cut from the autograd graph.
+
+        Writing a block into the cache is in place; a training rollout that back-propagates through
+        a block's attention (Self-Forcing) calls this after the block's graph is built, so that the
+        next writes go to new tensors and leave the ones the graph saved untouched. The image-token
+        K/V (``ck``, ``cv``, never rewritten) keep their graph."""
+        for lc in self.layers:
+            for name in ("k", "v", "mk", "mv", "kk", "kv"):
+                t = getattr(lc, name)
+                if t is not None:
+                    setattr(lc, name, t.detach().clone())
+        return self
+
     def nbytes(self) -> int:
         n = 0
         for lc in self.layers:

@@ -111,6 +111,43 @@ class ReplayNoise(NoiseSource):
         return r.view(b, f, c, h, w).transpose(1, 2).to(device=device, dtype=dtype)
 
 
+def denoise_block(model, x: torch.Tensor, timesteps: torch.Tensor, sigmas: Sequence[torch.Tensor],
+                  renoise: Callable[[], torch.Tensor], cond_concat: torch.Tensor, visual_context: torch.Tensor,
+                  keyboard: torch.Tensor, mouse: Optional[torch.Tensor], start_frame: int, cache,
+                  interrupt: Optional[Callable[[], None]] = None, exit_step: Optional[int] = None) -> torch.Tensor:
+    """The few-step sampler of one block (module docstring): predict x0, re-noise, repeat.
+
+    The inference loop of :class:`WorldSession` and the Self-Forcing rollout of the distillation
+    stage (:mod:`matrix_game_core.train.distill`) are this one function.
+
+    Args:
+        x: ``[B, 16, F, h, w]`` the block's initial noise; timesteps ``[S]`` warped float32;
+            sigmas: the ``S`` matching sigmas; renoise: fresh noise of x's shape, called once per
+            non-final step; cond_concat ``[B, 20, F, h, w]``; keyboard/mouse: all action rows so far;
+            cache: the session's :class:`~matrix_game_core.caches.ModelCache`.
+        exit_step: stop after step ``exit_step`` (0-based) and return its x0; the steps before it
+            run under ``torch.no_grad()`` and the exit step under the caller's grad mode (Self-Forcing,
+            arXiv 2506.08009 Algorithm 1: gradient through the block's last denoising step only).
+            None: all steps, under the caller's grad mode.
+    Returns:
+        ``[B, 16, F, h, w]`` x0 of the last step run (model dtype).
+    """
+    n_steps = len(timesteps) if exit_step is None else exit_step + 1
+    ones = torch.ones(x.shape[0], x.shape[2], device=x.device, dtype=torch.float32)
+    x0 = x
+    for s in range(n_steps):
+        if interrupt is not None:
+            interrupt()
+        grad = torch.is_grad_enabled() and (exit_step is None or s == n_steps - 1)
+        with torch.set_grad_enabled(grad):
+            flow = model(x, ones * timesteps[s], cond_concat, visual_context, keyboard, mouse, start_frame, cache)
+            x0 = (x.double() - sigmas[s].double().to(x.device) * flow.double()).to(flow.dtype)
+        if s < n_steps - 1:
+            sig = sigmas[s + 1].to(x.device)
+            x = ((1 - sig) * x0 + sig * renoise()).to(x.dtype)
+    return x0
+
+
 @dataclass
 class Conditioning:
     """The start image's conditioning (``MATRIX_GAME_CONDITIONING``).
@@ -294,16 +331,9 @@ class WorldSession:
         t0 = time.perf_counter()
         x = self.noise.initial(b, shape, self.device, self.dtype)
         ones = torch.ones(self.batch, nb, device=self.device, dtype=torch.float32)
-        n_steps = len(self.timesteps)
-        x0 = x
-        for s in range(n_steps):
-            if self.interrupt is not None:
-                self.interrupt()
-            flow = self.model(x, ones * self.timesteps[s], cc, vc, kb, ms, start, self.cache)
-            x0 = (x.double() - self.sigmas[s].double() * flow.double()).to(flow.dtype)
-            if s < n_steps - 1:
-                sig = self.sigmas[s + 1].to(self.device)
-                x = ((1 - sig) * x0 + sig * self.noise.renoise(shape, self.device, self.dtype)).to(self.dtype)
+        x0 = denoise_block(self.model, x, self.timesteps, self.sigmas,
+                           lambda: self.noise.renoise(shape, self.device, self.dtype),
+                           cc, vc, kb, ms, start, self.cache, interrupt=self.interrupt)
         _sync(self.device)
         t1 = time.perf_counter()
         timings["denoise"] = t1 - t0

@@ -98,10 +98,33 @@ class JsonlLog:
             return [json.loads(line) for line in f if line.strip()]
 
 
+#: numpy globals a checkpoint of the first format (``rng.numpy`` as numpy's own state tuple) needs
+#: under ``torch.load(weights_only=True)``: they rebuild an ndarray / dtype and run no other code.
+def _numpy_safe_globals():
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _numpy_state_to_tensors(state) -> Dict:
+    name, keys, pos, has_gauss, cached = state
+    return {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.uint32).astype(np.int64)),
+            "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from(v):
+    if isinstance(v, dict):     # this format: tensors and plain values only
+        return (v["name"], v["keys"].numpy().astype(np.uint32), v["pos"], v["has_gauss"], v["cached_gaussian"])
+    return v                    # first format: numpy's own tuple
+
+
 def save_checkpoint(path: str, **state) -> None:
-    """Atomically write ``state`` (tensors, state dicts, plain values) with ``torch.save``."""
+    """Atomically write ``state`` (tensors, state dicts, plain values) with ``torch.save``.
+
+    Adds ``rng``: the torch / numpy / python RNG states of this process, as tensors and plain values
+    only, so that :func:`load_checkpoint` reads the file with ``weights_only=True``."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    state["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    state["rng"] = {"torch": torch.get_rng_state(), "numpy": _numpy_state_to_tensors(np.random.get_state()),
+                    "python": random.getstate()}
     if torch.cuda.is_available():
         state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
     tmp = path + ".tmp"
@@ -109,23 +132,87 @@ def save_checkpoint(path: str, **state) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str) -> Optional[Dict]:
-    """Load a checkpoint written by :func:`save_checkpoint` (None if absent) and restore RNGs."""
+def read_checkpoint(path: str) -> Optional[Dict]:
+    """Read a training checkpoint **without executing pickled code** (None if absent).
+
+    ``torch.load(weights_only=True)`` accepts tensors, containers and plain values only; the numpy
+    RNG state of checkpoints written before this format is allowed through the few numpy
+    constructors of :func:`_numpy_safe_globals`. Anything else (a crafted pickle that would call
+    ``os.system`` or any other function) is refused.
+
+    Raises:
+        MatrixGameError: unreadable, truncated or unsafe file (naming it and the fix).
+    """
     if not os.path.isfile(path):
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise MatrixGameError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); delete it to restart "
+        unsafe = "weights_only" in str(e) or "Unsupported global" in str(e)
+        why = ("it holds objects other than tensors and plain values (a pickle that would run code), refused"
+               if unsafe else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        raise MatrixGameError(f"cannot read checkpoint {path} ({why}); delete it (or the stage folder) to restart "
                               f"the stage.") from e
-    rng = state.get("rng")
-    if rng:
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+    if not isinstance(state, dict) or "step" not in state or "model" not in state:
+        raise MatrixGameError(f"{path} is not a training checkpoint of this recipe (no model/step); delete it to "
+                              f"restart the stage.")
     return state
+
+
+def load_checkpoint(path: str, rank: int = 0, world: int = 1, seed: int = 0) -> Optional[Dict]:
+    """Read a checkpoint written by :func:`save_checkpoint` (None if absent, see :func:`read_checkpoint`)
+    and restore the process RNGs.
+
+    In one process the saved torch / numpy / python RNG states are restored (an exact resume). With
+    ``world > 1`` every rank is reseeded instead with :func:`rank_seed` ``(seed, step, rank)``: the
+    saved states are rank 0's alone, and the stages draw their batches and noise from generators
+    stored in the checkpoint, not from these global RNGs."""
+    state = read_checkpoint(path)
+    if state is None:
+        return None
+    rng = state.get("rng")
+    if world > 1 or not rng:
+        seed_all(rank_seed(seed, int(state["step"]), rank))
+        return state
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(_numpy_state_from(rng["numpy"]))
+    random.setstate(_as_python_state(rng["python"]))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return state
+
+
+def _as_python_state(v):
+    version, internal, gauss = v
+    return (version, tuple(internal), gauss)
+
+
+def rank_seed(seed: int, step: int, rank: int) -> int:
+    """Seed of one rank's global RNGs at a step: different per rank, reproducible per (seed, step, rank)."""
+    return int(np.random.SeedSequence([int(seed), int(step), int(rank)]).generate_state(1)[0])
+
+
+def restore_model(module: torch.nn.Module, sd: Dict, path: str, what: str) -> None:
+    """``module.load_state_dict(sd)`` with a clear error when the checkpoint is of another recipe."""
+    try:
+        module.load_state_dict(sd)
+    except RuntimeError as e:
+        raise MatrixGameError(f"{path}: its {what} does not match this run's configuration (another recipe or "
+                              f"model size: {str(e).splitlines()[0]}...); train into a new --out folder, or delete "
+                              f"{os.path.dirname(path)} to restart the stage.") from e
+
+
+def checkpoint_from_main(dist, module: torch.nn.Module, log, stage: str, at_step: int, path: str, **state) -> None:
+    """Checkpoint of a data-parallel stage: every rank checks that its weights equal the others'
+    (bit for bit, :meth:`~.distributed.Dist.check_in_sync`; logged as ``<stage>_sync``), then rank 0
+    writes ``state`` (:func:`save_checkpoint`) while the others wait."""
+    digests = dist.check_in_sync(module, f"{stage} step {at_step}") if dist.enabled else None
+    if dist.is_main:
+        save_checkpoint(path, **state)
+        if digests and log is not None:
+            log.write({"stage": f"{stage}_sync", "step": at_step, "weights_sha256": digests})
+    dist.barrier()
 
 
 class Timer:

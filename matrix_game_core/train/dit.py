@@ -32,16 +32,20 @@ import torch.nn as nn
 from ..checkpoints import save_dit
 from ..config import ModelConfig
 from ..errors import MatrixGameError
-from ..model import CausalWanModel
+from ..model import CausalWanModel, WeightlessRMSNorm
 from ..sampling import FlowMatchScheduler
-from .common import EMA, JsonlLog, Timer, autocast, load_checkpoint, lr_at, save_checkpoint, seed_all, to_device
+from .common import (EMA, JsonlLog, Timer, autocast, checkpoint_from_main, load_checkpoint, lr_at, rank_seed,
+                     restore_model, seed_all, to_device)
+from .distributed import Dist
 from .config import TrainConfig
 from .latents import LatentClips
 
 
 def build_dit(cfg: ModelConfig) -> CausalWanModel:
     """A fresh trainable DiT with Wan's initialisation: xavier-uniform linear/patch weights, zero
-    biases, N(0, 0.02) time embedding, zero output head (so training starts from ``v = 0``)."""
+    biases, N(0, 0.02) time embedding, zero output head (so training starts from ``v = 0``). The
+    action module's q/k norm weights, which the forward ignores (as officially), are frozen: under
+    DistributedDataParallel every trainable parameter must receive a gradient."""
     m = CausalWanModel(cfg, attention_backend="sdpa")
     for mod in m.modules():
         if isinstance(mod, nn.Linear):
@@ -52,6 +56,9 @@ def build_dit(cfg: ModelConfig) -> CausalWanModel:
     for lin in (m.time_embedding[0], m.time_embedding[2]):
         nn.init.normal_(lin.weight, std=0.02)
     nn.init.zeros_(m.head.head.weight)
+    for mod in m.modules():          # present in the official files, never used by the forward
+        if isinstance(mod, WeightlessRMSNorm):
+            mod.weight.requires_grad_(False)
     return m.train()
 
 
@@ -78,23 +85,49 @@ def sample_timesteps(sched: FlowMatchScheduler, batch: int, n_frames: int, frame
     return rep(ts), rep(sig), rep(mask)
 
 
-def dit_loss(model: CausalWanModel, batch: Dict[str, torch.Tensor], sched: FlowMatchScheduler,
-             clean_context_prob: float, generator: torch.Generator, device) -> torch.Tensor:
-    """Flow-matching MSE of one batch (see module docstring). Noise and timesteps come from the
-    CPU ``generator`` (reproducible on any device)."""
-    x0 = batch["latents"]
-    b, _, n, h, w = x0.shape
-    ts, sig, mask = sample_timesteps(sched, b, n, model.cfg.num_frame_per_block, clean_context_prob, generator)
-    noise = torch.randn(x0.shape, generator=generator).to(device)
-    ts, sig, mask = ts.to(device), sig.to(device), mask.to(device)
-    s = sig.view(b, 1, n, 1, 1)
+def diffusion_forcing_batch(batch: Dict[str, torch.Tensor], sched: FlowMatchScheduler, frames_per_block: int,
+                            clean_context_prob: float, generator: torch.Generator) -> Dict[str, torch.Tensor]:
+    """Add the noise of one **global** batch (CPU ``generator``, the same on every rank): ``timestep``,
+    ``sigma``, ``loss_mask`` ``[B,N]`` (:func:`sample_timesteps`) and ``noise`` ``[B,16,N,h,w]`` f32."""
+    b, _, n = batch["latents"].shape[:3]
+    ts, sig, mask = sample_timesteps(sched, b, n, frames_per_block, clean_context_prob, generator)
+    noise = torch.randn(batch["latents"].shape, generator=generator)
+    return dict(batch, timestep=ts, sigma=sig, loss_mask=mask, noise=noise)
+
+
+def rows(batch: Dict[str, torch.Tensor], sl: slice) -> Dict[str, torch.Tensor]:
+    """The rows ``sl`` of every tensor of a batch (a rank's share of the global batch)."""
+    return {k: v[sl] for k, v in batch.items()}
+
+
+def flow_loss(net, batch: Dict[str, torch.Tensor], img_dim: int, denom: Optional[float] = None) -> torch.Tensor:
+    """Flow-matching MSE of a (rank's share of a) noised batch (see the module docstring).
+
+    ``x_t = (1 - sigma) x0 + sigma eps``, target ``eps - x0``; the loss is
+    ``sum(per-frame MSE * loss_mask) / denom`` with ``denom`` the global batch's mask sum divided by
+    the world size (default: this batch's mask sum), so that the ranks' average is the global
+    batch's loss. ``net`` is the model or its DistributedDataParallel wrapper."""
+    x0, noise = batch["latents"], batch["noise"]
+    b, _, n = x0.shape[:3]
+    s = batch["sigma"].view(b, 1, n, 1, 1)
     xt = (1 - s) * x0 + s * noise
     target = noise - x0
-    vc = torch.zeros(b, 1, model.cfg.img_dim, device=device)
-    pred = model(xt, ts, batch["cond"], vc, batch["keyboard"], batch["mouse"], 0, None)
+    vc = torch.zeros(b, 1, img_dim, device=x0.device)
+    pred = net(xt, batch["timestep"], batch["cond"], vc, batch["keyboard"], batch["mouse"], 0, None)
+    mask = batch["loss_mask"]
     with torch.autocast(device_type=x0.device.type, enabled=False):
         per = ((pred.float() - target.float()) ** 2).mean(dim=(1, 3, 4))          # [B, N]
-        return (per * mask).sum() / mask.sum().clamp_min(1)
+        d = mask.sum().clamp_min(1) if denom is None else max(float(denom), 1e-12)
+        return (per * mask).sum() / d
+
+
+def dit_loss(model: CausalWanModel, batch: Dict[str, torch.Tensor], sched: FlowMatchScheduler,
+             clean_context_prob: float, generator: torch.Generator, device) -> torch.Tensor:
+    """Flow-matching MSE of one batch. Noise and timesteps come from the CPU ``generator``
+    (reproducible on any device)."""
+    nb = diffusion_forcing_batch({k: v.cpu() for k, v in batch.items()}, sched, model.cfg.num_frame_per_block,
+                                 clean_context_prob, generator)
+    return flow_loss(model, to_device(nb, device), model.cfg.img_dim)
 
 
 @torch.no_grad()
@@ -102,7 +135,7 @@ def eval_loss(model, clips: LatentClips, sched, n: int, device, seed: int = 1234
     """Loss on fixed clips, noise and timesteps (no clean context): comparable across steps."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.arange(min(n, len(clips)))
-    batch = to_device(clips.get(idx), device)
+    batch = clips.get(idx)
     was = model.training
     model.eval()
     out = float(dit_loss(model, batch, sched, 0.0, g, device))
@@ -118,15 +151,41 @@ def _latents_vae_sha(run: str):
         return json.load(f).get("vae_sha256")
 
 
-def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = False, echo: bool = True) -> str:
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, betas (0.9, 0.95); no weight decay on 1-D parameters and modulations."""
+    decay, no_decay = [], []
+    for n_, p in model.named_parameters():
+        (no_decay if p.dim() < 2 or "modulation" in n_ else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+
+
+def write_dit(model: CausalWanModel, folder: str) -> str:
+    """``folder/model.safetensors`` (official format, atomic) + ``folder/config.json``. Returns the path."""
+    os.makedirs(folder, exist_ok=True)
+    final = os.path.join(folder, "model.safetensors")
+    save_dit(model, final + ".tmp")
+    os.replace(final + ".tmp", final)
+    model.cfg.save(os.path.join(folder, "config.json"))
+    return final
+
+
+def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = False, echo: bool = True,
+              dist: Optional[Dist] = None) -> str:
     """Train (or resume) stage 2 on ``RUN/latents`` and write ``RUN/dit/model.safetensors`` +
-    ``config.json`` (EMA weights). Returns the safetensors path."""
+    ``config.json`` (EMA weights). Returns the safetensors path.
+
+    Data parallel under torchrun (``dist``): every rank draws the same global batch of ``dit.batch``
+    clips and its noise from the shared generator and runs its own slice; DDP averages the gradients.
+    """
+    dist = dist or Dist(device=device)
     sc = cfg.dit
     out = os.path.join(run, "dit")
     final = os.path.join(out, "model.safetensors")
     ckpt_p = os.path.join(out, "ckpt.pt")
-    log = JsonlLog(os.path.join(out, "log.jsonl"), echo=echo)
-    seed_all(cfg.seed + 1)
+    log = JsonlLog(os.path.join(out, "log.jsonl"), echo=echo) if dist.is_main else None
+    seed_all(cfg.seed + 1)                # the same initial weights as one process (DDP broadcasts rank 0's)
+    mine = dist.shard(sc.batch)
     clips = LatentClips(os.path.join(run, "latents"), "train")
     try:
         val = LatentClips(os.path.join(run, "latents"), "val")
@@ -135,33 +194,32 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
     mcfg = sc.model_config()
     model = build_dit(mcfg).to(device)
     ema = EMA(model, sc.ema)
-    decay, no_decay = [], []
-    for n_, p in model.named_parameters():
-        (no_decay if p.dim() < 2 or "modulation" in n_ else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": sc.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=sc.lr, betas=(0.9, 0.95))
+    opt = build_optimizer(model, sc.lr, sc.weight_decay)
     sched = FlowMatchScheduler(mcfg.timestep_shift)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     step = 0
     vae_sha = _latents_vae_sha(run)
-    st = load_checkpoint(ckpt_p)
+    st = load_checkpoint(ckpt_p, dist.rank, dist.world, cfg.seed + 1)
+    if st is None and dist.enabled:     # per-rank global RNGs from here on
+        seed_all(rank_seed(cfg.seed + 1, 0, dist.rank))
     if st is not None:
         if st.get("vae_sha256") not in (None, vae_sha):
             raise MatrixGameError(f"{ckpt_p} was trained on latents of a different VAE (the VAE stage was "
                                   f"retrained since); delete {out} to train the DiT again.")
-        model.load_state_dict(st["model"])
+        restore_model(model, st["model"], ckpt_p, "DiT")
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["optimizer"])
         gen.set_state(st["generator"])
         step = int(st["step"])
     if step >= sc.steps and os.path.isfile(final):
         return final
+    net = dist.wrap(model)
     start = step
-    if st is not None:
-        log.write({"stage": "dit_resume", "step": step})
-    if step == 0:
+    if st is not None and log:
+        log.write({"stage": "dit_resume", "step": step, "world": dist.world})
+    if step == 0 and log:
         log.write({"stage": "dit", "step": 0, "eval_loss": eval_loss(model, val, sched, 8, device),
-                   "params": sum(p.numel() for p in model.parameters())})
+                   "params": sum(p.numel() for p in model.parameters()), "world": dist.world})
     timer = Timer()
     acc, n_acc = 0.0, 0
     model.train()
@@ -169,34 +227,45 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
         lr = lr_at(step, sc.lr, sc.warmup, sc.steps)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = to_device(clips.batch(sc.batch, gen), device)
+        glob = diffusion_forcing_batch(clips.batch(sc.batch, gen), sched, mcfg.num_frame_per_block,
+                                       sc.clean_context_prob, gen)
+        denom = float(glob["loss_mask"].sum().clamp_min(1)) / dist.world
         with autocast(device, bf16):
-            loss = dit_loss(model, batch, sched, sc.clean_context_prob, gen, device)
+            loss = flow_loss(net, to_device(rows(glob, mine), device), mcfg.img_dim, denom)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        ema.update(model)
+        if dist.is_main:
+            ema.update(model)
         step += 1
-        acc += float(loss.detach())
+        acc += dist.mean(float(loss.detach()))
         n_acc += 1
-        if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
+        if (step % cfg.log_every == 0 or step == sc.steps or step == start + 1) and log:
             rec = {"stage": "dit", "step": step, "loss": acc / n_acc, "lr": lr, "grad_norm": float(gn),
                    "seconds": round(timer(), 2)}
             if step % (cfg.log_every * 10) == 0 or step == sc.steps:
                 rec["eval_loss"] = eval_loss(model, val, sched, 8, device)
             log.write(rec)
+        if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
             acc, n_acc = 0.0, 0
         if step % cfg.ckpt_every == 0 or step == sc.steps:
-            save_checkpoint(ckpt_p, model=model.state_dict(), ema=ema.state_dict(), optimizer=opt.state_dict(),
-                            generator=gen.get_state(), step=step, vae_sha256=vae_sha)
-    # export EMA weights in the official format
-    final_model = build_dit(mcfg)
-    ema.copy_to(final_model)
-    final_model.eval()
-    log.write({"stage": "dit_ema", "step": step, "eval_loss_ema": eval_loss(final_model.to(device), val, sched, 8, device)})
-    os.makedirs(out, exist_ok=True)
-    save_dit(final_model, final + ".tmp")
-    os.replace(final + ".tmp", final)
-    mcfg.save(os.path.join(out, "config.json"))
+            checkpoint_from_main(dist, model, log, "dit", step, ckpt_p, model=model.state_dict(),
+                                 ema=ema.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(),
+                                 step=step, vae_sha256=vae_sha, world=dist.world)
+    if dist.is_main:
+        final_model = ema_model(mcfg, ema.state_dict())
+        log.write({"stage": "dit_ema", "step": step,
+                   "eval_loss_ema": eval_loss(final_model.to(device), val, sched, 8, device)})
+        write_dit(final_model.cpu(), out)
+    dist.barrier()
     return final
+
+
+def ema_model(mcfg: ModelConfig, ema_state: Dict[str, torch.Tensor]) -> CausalWanModel:
+    """A DiT (eval mode, CPU) holding EMA weights."""
+    m = build_dit(mcfg)
+    e = EMA(m, 0.0)
+    e.load_state_dict(ema_state)
+    e.copy_to(m)
+    return m.eval()

@@ -6,6 +6,7 @@
     export/dit/config.json          # ModelConfig (incl. denoising_step_list); load_dit reads it;
                                     # plus "video_size" [H, W] trained at, "image_encoder": null
     export/vae.safetensors          # Wan2.1_VAE keys at the trained width (load_wan_vae infers it)
+    export/student/                 # the distilled few-step student (same files), after `train distill`
     export/NOTICE.md                # Freedoom BSD-3 notice (trained on Freedoom imagery)
     export/info.json                # provenance: data manifest summary, configs, final losses
 
@@ -55,22 +56,12 @@ For a list of contributors to the Freedoom project, see https://freedoom.github.
 """
 
 
-def export_run(run: str, data: Optional[str] = None, extra: Optional[Dict] = None) -> str:
-    """Assemble ``RUN/export`` from ``RUN/vae/vae.safetensors`` and ``RUN/dit/*``. Returns the folder."""
-    src_vae = os.path.join(run, "vae", "vae.safetensors")
-    src_dit = os.path.join(run, "dit", "model.safetensors")
-    src_cfg = os.path.join(run, "dit", "config.json")
-    for p in (src_vae, src_dit, src_cfg):
-        if not os.path.isfile(p):
-            raise MatrixGameError(f"{p} is missing; finish training first (python -m matrix_game_core.train all ...).")
-    out = os.path.join(run, "export")
-    os.makedirs(os.path.join(out, "dit"), exist_ok=True)
-    shutil.copyfile(src_vae, os.path.join(out, "vae.safetensors"))
-    shutil.copyfile(src_dit, os.path.join(out, "dit", "model.safetensors"))
+def _model_config_json(src_cfg: str, run: str) -> Dict:
+    """A trained DiT's ``config.json`` plus what front ends need (ignored by ``ModelConfig.from_dict``):
+    the frame size the model was trained at, and that it takes zero image tokens instead of CLIP
+    features."""
     with open(src_cfg, "r", encoding="utf-8") as f:
         cfg = json.load(f)
-    # extra keys (ignored by ModelConfig.from_dict) that front ends need: the frame size the model
-    # was trained at, and that it takes zero image tokens instead of CLIP features
     meta_p = os.path.join(run, "latents", "meta.json")
     if os.path.isfile(meta_p):
         with open(meta_p, "r", encoding="utf-8") as f:
@@ -79,11 +70,69 @@ def export_run(run: str, data: Optional[str] = None, extra: Optional[Dict] = Non
             cfg["video_size"] = [8 * int(hw[0]), 8 * int(hw[1])]
     cfg["image_encoder"] = None
     cfg["vae_file"] = "../vae.safetensors"
-    with open(os.path.join(out, "dit", "config.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f, indent=1)
+    return cfg
+
+
+def _copy_dit(src_dir: str, dst_dir: str, run: str) -> None:
+    os.makedirs(dst_dir, exist_ok=True)
+    shutil.copyfile(os.path.join(src_dir, "model.safetensors"), os.path.join(dst_dir, "model.safetensors"))
+    with open(os.path.join(dst_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(_model_config_json(os.path.join(src_dir, "config.json"), run), f, indent=1)
+
+
+def dit_from_checkpoint(run: str, train_config) -> Optional[int]:
+    """The EMA weights of an unfinished dit stage: ``RUN/dit/ckpt.pt`` (read without pickle
+    execution) -> ``RUN/dit/partial/{model.safetensors, config.json}``. Returns the checkpoint's
+    step, or None when there is no checkpoint."""
+    from .common import read_checkpoint
+    from .dit import ema_model, write_dit
+
+    ck = os.path.join(run, "dit", "ckpt.pt")
+    st = read_checkpoint(ck)
+    if st is None:
+        return None
+    mcfg = train_config.dit.model_config()
+    try:
+        m = ema_model(mcfg, st["ema"])
+    except (KeyError, RuntimeError) as e:
+        raise MatrixGameError(f"{ck} does not match this run's dit configuration ({type(e).__name__}); export "
+                              f"with the run's own train_config.json.") from e
+    write_dit(m, os.path.join(run, "dit", "partial"))
+    return int(st["step"])
+
+
+def export_run(run: str, data: Optional[str] = None, extra: Optional[Dict] = None, train_config=None,
+               echo: bool = True) -> str:
+    """Assemble ``RUN/export`` from ``RUN/vae/vae.safetensors``, ``RUN/dit/*`` and, when the
+    distillation stage has finished, ``RUN/distill/*`` (as ``export/student``). Returns the folder.
+
+    An unfinished dit stage (no ``model.safetensors`` yet, a ``ckpt.pt``) is exported from the
+    newest checkpoint's EMA weights when ``train_config`` is given, saying so (also in
+    ``info.json``: ``dit_from_checkpoint_step``).
+    """
+    src_vae = os.path.join(run, "vae", "vae.safetensors")
+    dit_dir = os.path.join(run, "dit")
+    info = dict(extra or {})
+    if not os.path.isfile(os.path.join(dit_dir, "model.safetensors")) and train_config is not None:
+        step = dit_from_checkpoint(run, train_config)
+        if step is not None:
+            dit_dir = os.path.join(run, "dit", "partial")
+            info["dit_from_checkpoint_step"] = step
+            if echo:
+                print(f"note: the dit stage is unfinished; exporting the EMA weights of its checkpoint at step {step} "
+                      f"of {train_config.dit.steps}.", flush=True)
+    for p in (src_vae, os.path.join(dit_dir, "model.safetensors"), os.path.join(dit_dir, "config.json")):
+        if not os.path.isfile(p):
+            raise MatrixGameError(f"{p} is missing; finish training first (python -m matrix_game_core.train all ...).")
+    out = os.path.join(run, "export")
+    os.makedirs(out, exist_ok=True)
+    shutil.copyfile(src_vae, os.path.join(out, "vae.safetensors"))
+    _copy_dit(dit_dir, os.path.join(out, "dit"), run)
+    student = os.path.join(run, "distill")
+    if os.path.isfile(os.path.join(student, "model.safetensors")):
+        _copy_dit(student, os.path.join(out, "student"), run)
     with open(os.path.join(out, "NOTICE.md"), "w", encoding="utf-8") as f:
         f.write(FREEDOOM_NOTICE)
-    info = dict(extra or {})
     if data is not None:
         try:
             from ..data.shards import read_manifest
@@ -98,21 +147,25 @@ def export_run(run: str, data: Optional[str] = None, extra: Optional[Dict] = Non
     return out
 
 
-def _resolve(path: str) -> str:
-    if os.path.isfile(os.path.join(path, "export", "dit", "model.safetensors")):
-        return os.path.join(path, "export")
-    if os.path.isfile(os.path.join(path, "dit", "model.safetensors")) and os.path.isfile(
-            os.path.join(path, "vae.safetensors")):
-        return path
+def _resolve(path: str, model: str = "dit") -> str:
+    for root in (os.path.join(path, "export"), path):
+        if os.path.isfile(os.path.join(root, model, "model.safetensors")) and os.path.isfile(
+                os.path.join(root, "vae.safetensors")):
+            return root
+    if model == "student" and os.path.isfile(os.path.join(path, "export", "dit", "model.safetensors")):
+        raise MatrixGameError(f"{path!r} has no distilled student (export/student/); run "
+                              f"`python -m matrix_game_core.train distill` and `... export` first.")
     raise MatrixGameError(f"{path!r} is neither a training run with export/ nor an export folder "
-                          f"(dit/model.safetensors + vae.safetensors).")
+                          f"({model}/model.safetensors + vae.safetensors).")
 
 
-def load_trained(path: str, device="cpu", dtype: torch.dtype = torch.float32):
+def load_trained(path: str, device="cpu", dtype: torch.dtype = torch.float32, model: str = "dit"):
     """Load an exported run as :class:`~matrix_game_core.pipeline.Components` (DiT, VAE, no image encoder).
 
     Args:
         path: the run folder or its ``export/`` folder.
+        model: ``"dit"`` (the diffusion-forcing model, 8 steps) or ``"student"`` (the distilled
+            few-step student of ``export/student``).
     Raises:
         MatrixGameError: missing files or files that do not match the engine.
     """
@@ -120,7 +173,8 @@ def load_trained(path: str, device="cpu", dtype: torch.dtype = torch.float32):
     from ..pipeline import Components
     from ..vae import load_wan_vae
 
-    root = _resolve(path)
-    dit = load_dit(os.path.join(root, "dit", "model.safetensors"), mode="universal", device=device, dtype=dtype)
+    root = _resolve(path, model)
+    dit = load_dit(os.path.join(root, model, "model.safetensors"), mode="universal", device=device, dtype=dtype)
     vae = load_wan_vae(os.path.join(root, "vae.safetensors"), device=device, dtype=torch.float32)
-    return Components(dit, vae, None, f"trained small model ({os.path.abspath(root)})")
+    what = "distilled student" if model == "student" else "trained small model"
+    return Components(dit, vae, None, f"{what} ({os.path.abspath(root)})")

@@ -38,8 +38,11 @@ def file_sha256(path: str) -> str:
 @torch.no_grad()
 def encode_recording(vae: WanVAE, vae_path: str, data: str, out: str, clip_latents: int,
                      stride: Optional[int] = None, splits=("train", "val"), batch: int = 4,
-                     echo: bool = True) -> Dict:
+                     echo: bool = True, dist=None) -> Dict:
     """Encode every shard of ``data`` into latent clips under ``out`` (see module docstring).
+
+    Data parallel (``dist``, a :class:`~.distributed.Dist`): rank ``r`` of ``W`` encodes the shards
+    ``r, r + W, ...`` of each split; rank 0 writes ``meta.json`` once all have finished.
 
     Returns:
         ``{"clips": {split: n}, "latent_hw": [h, w], ...}`` (also written to ``meta.json``).
@@ -53,11 +56,14 @@ def encode_recording(vae: WanVAE, vae_path: str, data: str, out: str, clip_laten
     meta_p = os.path.join(out, "meta.json")
     want = {"clip_latents": clip_latents, "clip_frames": t, "stride": stride,
             "vae_sha256": file_sha256(vae_path), "data": os.path.abspath(data)}
-    if os.path.isfile(meta_p):
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
+    if rank == 0 and os.path.isfile(meta_p):
         with open(meta_p, "r", encoding="utf-8") as f:
             have = json.load(f)
         if any(have.get(k) != v for k, v in want.items() if k != "data"):
             shutil.rmtree(out)
+    if dist is not None:
+        dist.barrier()
     os.makedirs(out, exist_ok=True)
     counts: Dict[str, int] = {}
     hw: List[int] = []
@@ -65,10 +71,14 @@ def encode_recording(vae: WanVAE, vae_path: str, data: str, out: str, clip_laten
         d = os.path.join(out, split)
         os.makedirs(d, exist_ok=True)
         counts[split] = 0
-        for e in entries(data, split):
+        for i, e in enumerate(entries(data, split)):
             p = os.path.join(d, e["name"] + ".pt")
+            if i % world != rank:
+                continue
             if os.path.isfile(p):
-                counts[split] += int(torch.load(p, map_location="cpu", weights_only=True)["starts"].numel())
+                rec = torch.load(p, map_location="cpu", weights_only=True)
+                counts[split] += int(rec["starts"].numel())
+                hw = hw or list(rec["latents"].shape[-2:])
                 continue
             if e["frames"] < t:
                 continue
@@ -91,10 +101,25 @@ def encode_recording(vae: WanVAE, vae_path: str, data: str, out: str, clip_laten
             counts[split] += len(starts)
             if echo:
                 print(f"encoded {split}/{e['name']}: {len(starts)} clips", flush=True)
+    if world > 1:
+        counts, hw = _gather_counts(dist, counts, hw)
     meta = dict(want, clips=counts, latent_hw=hw)
-    with open(meta_p, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
+    if rank == 0:
+        with open(meta_p + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(meta_p + ".tmp", meta_p)
+    if dist is not None:
+        dist.barrier()
     return meta
+
+
+def _gather_counts(dist, counts: Dict[str, int], hw: List[int]):
+    """Sum the ranks' clip counts; the latent size of any rank that encoded something."""
+    import torch.distributed as tdist
+    got = [None] * dist.world
+    tdist.all_gather_object(got, (counts, hw))
+    total = {k: sum(c[k] for c, _ in got) for k in counts}
+    return total, next((h for _, h in got if h), [])
 
 
 class LatentClips:

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 
 from ..errors import MatrixGameError
 from ..vae import LATENT_MEAN, LATENT_STD, WanVAE, _FeatCache, _run_causal
-from .common import (EMA, JsonlLog, Timer, autocast, load_checkpoint, lr_at, save_checkpoint, seed_all,
-                     to_device)
+from .common import (JsonlLog, Timer, autocast, checkpoint_from_main, load_checkpoint, lr_at, rank_seed,
+                     restore_model, seed_all, to_device)
+from .distributed import Dist
 from .config import TrainConfig
 
 
@@ -103,11 +104,14 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 1 - s.mean()
 
 
-def vae_losses(vae: WanVAE, video: torch.Tensor, cfg) -> Dict[str, torch.Tensor]:
-    """Reconstruction losses of one batch ``[B,3,T,H,W]`` (see the module docstring)."""
+def vae_losses(vae: WanVAE, video: torch.Tensor, cfg, all_sum=None) -> Dict[str, torch.Tensor]:
+    """Reconstruction losses of one batch ``[B,3,T,H,W]`` (see the module docstring).
+
+    ``all_sum``: differentiable sum over data-parallel ranks, so that the latent standardisation
+    uses the statistics of the global batch (as SyncBatchNorm does); None in one process."""
     mu, logvar = vae_encode_train(vae, video)
     mu, logvar = mu.float(), logvar.float().clamp(-30, 20)
-    zn = normalize_batch(mu) * getattr(cfg, "latent_gain", 1.0)
+    zn = normalize_batch(mu, all_sum=all_sum) * getattr(cfg, "latent_gain", 1.0)
     z = zn + torch.exp(0.5 * logvar) * torch.randn_like(zn)
     rec = vae_decode_train(vae, z.to(mu.dtype)).float()
     x = video.float()
@@ -118,7 +122,7 @@ def vae_losses(vae: WanVAE, video: torch.Tensor, cfg) -> Dict[str, torch.Tensor]
 NORM_EPS = 1e-4
 
 
-def normalize_batch(mu: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
+def normalize_batch(mu: torch.Tensor, eps: float = NORM_EPS, all_sum=None) -> torch.Tensor:
     """Per-channel standardisation of latents over batch, time and space (batch-norm style, with
     gradients through the statistics). The decoder is trained on latents of a fixed scale
     (``latent_gain``, default 4) whatever the encoder's output scale. This shortens the plateau in
@@ -126,10 +130,32 @@ def normalize_batch(mu: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
     latent path is weak; measured at 32x64: without it the decoder still ignored the latent after
     200 steps at lr 3e-4 in 3 of 3 seeds, with gain 4 it used it after 150-200 steps in 2 of 3;
     at lr >= 1e-3 it never did in 1000 steps). After training the statistics are folded into
-    ``conv2`` (:func:`fold_decoder_input_norm`)."""
-    m = mu.mean(dim=(0, 2, 3, 4), keepdim=True)
-    s = mu.std(dim=(0, 2, 3, 4), keepdim=True, unbiased=False)
-    return (mu - m) / (s + eps)
+    ``conv2`` (:func:`fold_decoder_input_norm`).
+
+    ``all_sum`` (data parallel): the per-channel sums are summed over the ranks (differentiably), so
+    each rank standardises with the global batch's mean and std."""
+    if all_sum is None:
+        m = mu.mean(dim=(0, 2, 3, 4), keepdim=True)
+        s = mu.std(dim=(0, 2, 3, 4), keepdim=True, unbiased=False)
+        return (mu - m) / (s + eps)
+    dims = (0, 2, 3, 4)
+    n = all_sum(torch.full((1,), float(mu.numel() // mu.shape[1]), device=mu.device, dtype=mu.dtype))
+    stats = all_sum(torch.stack([mu.sum(dim=dims), (mu * mu).sum(dim=dims)]))       # [2, C]
+    m = (stats[0] / n).view(1, -1, 1, 1, 1)
+    s = (stats[1] / n).view(1, -1, 1, 1, 1) - m ** 2
+    return (mu - m) / (s.clamp_min(0).sqrt() + eps)
+
+
+class VAEObjective(torch.nn.Module):
+    """``forward(video) -> vae_losses(...)``: the VAE's training step as one module call, which is
+    what DistributedDataParallel wraps (the losses run the encoder/decoder pieces directly)."""
+
+    def __init__(self, vae: WanVAE, cfg, all_sum=None):
+        super().__init__()
+        self.vae, self.cfg, self._all_sum = vae, cfg, all_sum
+
+    def forward(self, video: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return vae_losses(self.vae, video, self.cfg, self._all_sum)
 
 
 def _losses(rec, x, mu, logvar, cfg) -> Dict[str, torch.Tensor]:
@@ -236,42 +262,53 @@ def save_vae(vae: WanVAE, path: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- training
 def train_vae(data: str, run: str, cfg: TrainConfig, device: torch.device, bf16: bool = False,
-              echo: bool = True) -> str:
+              echo: bool = True, dist: Optional[Dist] = None) -> str:
     """Train (or resume) stage 1 and write ``RUN/vae/vae.safetensors`` (calibrated). Returns its path.
 
     Resumes from ``RUN/vae/ckpt.pt`` when present; a finished stage (``vae.safetensors`` newer
-    than the checkpoint, at the configured step count) is not retrained.
+    than the checkpoint, at the configured step count) is not retrained. Data parallel under
+    torchrun (``dist``): each rank streams its own random clips (seed per rank and step) for its
+    ``vae.batch / world`` share of the global batch, the latent standardisation uses the global
+    batch's statistics, DDP averages the gradients; rank 0 watches usage, calibrates and writes.
     """
     from ..data.dataset import ClipStream
 
+    dist = dist or Dist(device=device)
     sc = cfg.vae
     out = os.path.join(run, "vae")
     final = os.path.join(out, "vae.safetensors")
     ckpt_p = os.path.join(out, "ckpt.pt")
-    log = JsonlLog(os.path.join(out, "log.jsonl"), echo=echo)
-    seed_all(cfg.seed)
+    log = JsonlLog(os.path.join(out, "log.jsonl"), echo=echo) if dist.is_main else None
+    seed_all(cfg.seed)                # the same initial weights as one process (DDP broadcasts rank 0's)
+    local_batch = len(range(sc.batch)[dist.shard(sc.batch)])
     vae = build_vae(sc.dim).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=sc.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step = 0
-    st = load_checkpoint(ckpt_p)
+    st = load_checkpoint(ckpt_p, dist.rank, dist.world, cfg.seed)
+    if st is None and dist.enabled:     # per-rank global RNGs from here on
+        seed_all(rank_seed(cfg.seed, 0, dist.rank))
     if st is not None:
-        vae.load_state_dict(st["model"])
+        restore_model(vae, st["model"], ckpt_p, "VAE")
         opt.load_state_dict(st["optimizer"])
         step = int(st["step"])
     if step >= sc.steps and os.path.isfile(final):
         return final
     start = step
-    if st is not None:
-        log.write({"stage": "vae_resume", "step": step})
-    stream = ClipStream(data, sc.clip_frames, "train", tuple(sc.crop) if sc.crop else None,
-                        seed=cfg.seed + step)
-    loader = torch.utils.data.DataLoader(stream, batch_size=sc.batch, num_workers=cfg.num_workers)
+    if st is not None and log:
+        log.write({"stage": "vae_resume", "step": step, "world": dist.world})
+    crop = tuple(sc.crop) if sc.crop else None
+    # one stream per rank (seed + step in one process, as before; a different stream per rank)
+    stream = ClipStream(data, sc.clip_frames, "train", crop,
+                        seed=cfg.seed + step + (rank_seed(cfg.seed, step, dist.rank) % 1_000_000 if dist.enabled
+                                                else 0))
+    loader = torch.utils.data.DataLoader(stream, batch_size=local_batch, num_workers=cfg.num_workers)
     it = iter(loader)
-    # 8 fixed clips to watch the latent usage during training
-    probe_it = iter(torch.utils.data.DataLoader(ClipStream(data, sc.clip_frames, "train",
-                                                           tuple(sc.crop) if sc.crop else None,
-                                                           clips_per_shard=1, seed=cfg.seed + 99), batch_size=1))
-    probe = [next(probe_it)["video"] for _ in range(8)]
+    probe = None
+    if dist.is_main:   # 8 fixed clips to watch the latent usage during training
+        probe_it = iter(torch.utils.data.DataLoader(ClipStream(data, sc.clip_frames, "train", crop,
+                                                               clips_per_shard=1, seed=cfg.seed + 99), batch_size=1))
+        probe = [next(probe_it)["video"] for _ in range(8)]
+    net = dist.wrap(VAEObjective(vae, sc, dist.all_sum if dist.enabled else None))
     timer = Timer()
     vae.train()
     acc: Dict[str, float] = {}
@@ -282,25 +319,38 @@ def train_vae(data: str, run: str, cfg: TrainConfig, device: torch.device, bf16:
         for g in opt.param_groups:
             g["lr"] = lr
         with autocast(device, bf16):
-            losses = vae_losses(vae, batch["video"], sc)
+            losses = net(batch["video"])
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         gn = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         step += 1
         for k, v in losses.items():
-            acc[k] = acc.get(k, 0.0) + float(v.detach())
+            acc[k] = acc.get(k, 0.0) + dist.mean(float(v.detach()))
         n_acc += 1
         if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
-            log.write({"stage": "vae", "step": step, **{k: v / n_acc for k, v in acc.items()}, "lr": lr,
-                       "grad_norm": float(gn), "seconds": round(timer(), 2)})
+            if log:
+                log.write({"stage": "vae", "step": step, **{k: v / n_acc for k, v in acc.items()}, "lr": lr,
+                           "grad_norm": float(gn), "seconds": round(timer(), 2)})
             acc, n_acc = {}, 0
         if step % cfg.ckpt_every == 0 or step == sc.steps:
-            save_checkpoint(ckpt_p, model=vae.state_dict(), optimizer=opt.state_dict(), step=step)
-            vae.eval()
-            log.write({"stage": "vae_usage", "step": step, "usage": latent_usage(vae, probe, sc.latent_gain)})
-            vae.train()
-    # calibration on full-size (uncropped) clips
+            checkpoint_from_main(dist, vae, log, "vae", step, ckpt_p, model=vae.state_dict(),
+                                 optimizer=opt.state_dict(), step=step, world=dist.world)
+            if dist.is_main:
+                vae.eval()
+                log.write({"stage": "vae_usage", "step": step, "usage": latent_usage(vae, probe, sc.latent_gain)})
+                vae.train()
+    if dist.is_main:
+        _calibrate_and_save(vae, data, cfg, log, final)
+    dist.barrier()
+    return final
+
+
+def _calibrate_and_save(vae: WanVAE, data: str, cfg: TrainConfig, log: JsonlLog, final: str) -> None:
+    """Calibration on full-size (uncropped) clips, usage check, then ``vae.safetensors``."""
+    from ..data.dataset import ClipStream
+
+    sc = cfg.vae
     vae.eval()
     cal = ClipStream(data, sc.clip_frames, "train", None, clips_per_shard=4, seed=cfg.seed + 7)
     cal_loader = torch.utils.data.DataLoader(cal, batch_size=1)
@@ -314,4 +364,3 @@ def train_vae(data: str, run: str, cfg: TrainConfig, device: torch.device, bf16:
         log.write({"stage": "vae_warning", "message": f"the decoder ignores the latent (usage {usage:.3f}: it draws "
                    f"the average frame); train the VAE longer (--vae-steps) or with a lower lr before the DiT."})
     save_vae(vae, final)
-    return final
