@@ -9,7 +9,7 @@ unset.
 The server runs on a free port with ``--base-directory`` in a temporary folder (the checkout is not
 touched; the pack is linked into its ``custom_nodes/``). This file is also the browser driver: the
 test runs ``COMFYUI_PYTHON tests/test_browser.py --drive URL OUT`` (Playwright lives in ComfyUI's
-venv), which loads ``workflows/matrix_game_live_cpu_tiny.json`` and, with real mouse and keyboard
+venv), which loads the live workflow (``workflows/Matrix-Game live - play with keys and mouse (CPU).json``) and, with real mouse and keyboard
 events:
 
 * timeline (classic LiteGraph canvas): clears the track with the preset menu, paints W over frames
@@ -34,7 +34,7 @@ import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKFLOW = os.path.join(ROOT, "workflows", "matrix_game_live_cpu_tiny.json")
+WORKFLOW = os.path.join(ROOT, "workflows", "Matrix-Game live - play with keys and mouse (CPU).json")
 PACK = "ComfyUI-MatrixGame"
 TIMELINE_NODE, LIVE_NODE = 10, 6
 SHOTS = {"timeline.png": "timeline_widget.png", "timeline_vue.png": "timeline_widget_vue.png",
