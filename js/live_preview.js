@@ -8,6 +8,7 @@ import { el, injectCss } from "./lib/dom.js";
 import { api } from "../../scripts/api.js";
 import { FrameQueue, InputState, LatencyMeter, RateMeter, decodeFrame, keyHelp, wsUrl } from "./lib/live.js";
 import { KEY_LABELS, KEYS } from "./lib/track.js";
+import { freeSpotBeside } from "./lib/placement.js";
 
 const NODE_TYPE = "MatrixGameLiveSession";
 const JSON_NODE = "MatrixGameActionsFromJSON";
@@ -285,11 +286,16 @@ class LiveView {
     const LG = window.LiteGraph;
     const n = LG.createNode(JSON_NODE);
     if (!n) return;
-    n.pos = [this.node.pos[0] + this.node.size[0] + 40, this.node.pos[1]];
     app.graph.add(n);
     const w = n.widgets?.find((x) => x.name === "track_json");
     if (w) w.value = this.trackJson;
     n.title = `Played track (${this.info?.mode ?? ""})`;
+    // free space beside the live node (the new node's size is known once it is in the graph)
+    const title = LG.NODE_TITLE_HEIGHT || 30;
+    const rect = (q) => [q.pos[0], q.pos[1] - title, q.size[0], q.size[1] + title];
+    const others = app.graph.nodes.filter((q) => q !== n && q !== this.node).map(rect);
+    const [x, y] = freeSpotBeside(rect(this.node), [n.size[0], n.size[1] + title], others);
+    n.pos = [x, y + title];
     app.graph.setDirtyCanvas(true, true);
     this.timelineNode = n;
     return n;

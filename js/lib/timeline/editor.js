@@ -76,7 +76,21 @@ export class TimelineEditor {
     w.callback?.(text);
     this.node.setDirtyCanvas?.(true, true);
     this.app?.graph?.setDirtyCanvas?.(true, true);
+    this.captureGraphState();
     if (redraw) this.refreshUi();
+  }
+
+  /** Make this edit one step of ComfyUI's own undo (Ctrl+Z on the graph): the tracker otherwise records
+   *  on mouseup, which a canvas drag never sends (pointerdown's preventDefault), so several strokes
+   *  became one step. A no-op while ComfyUI loads a graph or restores an undo state. */
+  captureGraphState() {
+    const tracker = this.app?.extensionManager?.workflow?.activeWorkflow?.changeTracker;
+    const capture = tracker?.captureCanvasState ?? tracker?.checkState;
+    try {
+      capture?.call(tracker);
+    } catch (e) {
+      console.warn("MatrixGame timeline: ComfyUI's change tracker refused the edit", e);
+    }
   }
 
   /** Apply an edit (fn mutates or returns the track) with an undo step. */
@@ -108,6 +122,7 @@ export class TimelineEditor {
   applyPreset() {
     const name = this.presetSel.value;
     if (!name) return;
+    this.error = null;            // a preset replaces the whole track, also JSON text that is not a valid track
     this.edit((t) => T.applyPreset(t, name, { seed: Math.max(0, Math.floor(Number(this.seedIn.value) || 0)) }));
   }
 

@@ -32,21 +32,27 @@ export class Geometry {
     return RULER_H + K * KEY_H + (this.track.mouse ? GAP + 2 * CURVE_H + GAP : 0) + SCROLL_H + 4;
   }
 
-  totalHeight() {
-    return 2 * BAR_H + this.canvasHeight() + STATUS_H + 4 * 3 + 4;
+  /** Height of the two toolbar rows as laid out now (they wrap at narrow widths). */
+  barsHeight() {
+    const h = (this.bar1?.offsetHeight || 0) + (this.bar2?.offsetHeight || 0);
+    return h > 0 ? h : 2 * BAR_H;
   }
 
+  totalHeight() {
+    return this.barsHeight() + this.canvasHeight() + STATUS_H + 4 * 3 + 4;
+  }
+
+  /** Size the canvas for the mode and the node for the toolbar rows + canvas (when either changed). */
   layout() {
-    const h = this.canvasHeight();
-    if (this.canvas.style.height !== `${h}px`) {
-      this.canvas.style.height = `${h}px`;
-      this.root.style.height = `${this.totalHeight()}px`;
-      const node = this.node;
-      if (node?.setSize && node.computeSize) {
-        const want = node.computeSize();
-        node.setSize([Math.max(node.size[0], want[0]), Math.max(want[1], 0)]);
-        node.setDirtyCanvas?.(true, true);
-      }
+    const h = this.canvasHeight(), total = this.totalHeight();
+    if (this.canvas.style.height === `${h}px` && this.root.style.height === `${total}px`) return;
+    this.canvas.style.height = `${h}px`;
+    this.root.style.height = `${total}px`;
+    const node = this.node;
+    if (node?.setSize && node.computeSize) {
+      const want = node.computeSize();
+      node.setSize([Math.max(node.size[0], want[0]), Math.max(want[1], 0)]);
+      node.setDirtyCanvas?.(true, true);
     }
   }
 

@@ -4,6 +4,16 @@
 import * as T from "../track.js";
 import { LABEL_W } from "./geometry.js";
 
+/** "undo" / "redo" for the keyboard's undo and redo combos (Ctrl/Cmd+Z; Ctrl/Cmd+Shift+Z, Ctrl/Cmd+Y;
+ *  never with Alt, as ComfyUI's own tracker reads them), else null. */
+export function undoKey(e) {
+  if (!(e.ctrlKey || e.metaKey) || e.altKey) return null;
+  const k = String(e.key).toLowerCase();
+  if (k === "z") return e.shiftKey ? "redo" : "undo";
+  if (k === "y" && !e.shiftKey) return "redo";
+  return null;
+}
+
 export class Input {
   onDown(e) {
     e.stopPropagation();
@@ -169,9 +179,10 @@ export class Input {
   onKey(e) {
     e.stopPropagation();           // the timeline owns the keyboard while focused (no ComfyUI shortcuts)
     const k = e.key, ctrl = e.ctrlKey || e.metaKey;
+    const hist = undoKey(e);
     let handled = true;
-    if (ctrl && (k === "z" || k === "Z") && !e.shiftKey) this.undo();
-    else if (ctrl && ((k === "z" || k === "Z") && e.shiftKey || k === "y" || k === "Y")) this.redo();
+    if (hist === "undo") this.undo();
+    else if (hist === "redo") this.redo();
     else if (ctrl) handled = false;
     else if (k === "+" || k === "=") this.zoomBy(1.5);
     else if (k === "-" || k === "_") this.zoomBy(1 / 1.5);
