@@ -19,10 +19,9 @@ requested mode is refused.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -133,11 +132,58 @@ def detect_mode(sd: Dict[str, torch.Tensor]) -> str:
                           f"expected universal (4, mouse), gta_drive (2, mouse) or templerun (7, no mouse).")
 
 
+#: Tensors every DiT has besides its action modules (checked before anything reads their shapes).
+BACKBONE_KEYS = ("patch_embedding.weight", "blocks.0.ffn.0.weight", "head.head.weight")
+
+
+def run_mode_of(detected: str) -> str:
+    """The sampling mode of a detected checkpoint kind (the foundation teacher runs as universal)."""
+    return "universal" if detected == "foundation" else detected
+
+
+def check_finite(sd: Dict[str, torch.Tensor], name: str) -> None:
+    """Refuse NaN / inf weights, naming the first tensors (and so the transformer block) that hold them.
+
+    Raises:
+        MatrixGameError: some floating tensor of ``sd`` is not finite.
+    """
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" (+{len(bad) - 3} more tensors)" if len(bad) > 3 else ""
+        raise MatrixGameError(f"{name} has NaN/inf weights in {', '.join(bad[:3])}{more}: the file is damaged; "
+                              f"delete it and download it again.")
+
+
+def is_inference_config(d: Any) -> bool:
+    """True for an official *inference* model config (``configs/distilled_model/<mode>/config.json``:
+    ``CausalWanModel`` fields, including ``local_attn_size``) or one the engine wrote; False for the
+    Hugging Face ``config.json`` beside the DiT files (``"_class_name": "WanModel"``, no window)."""
+    return (isinstance(d, dict) and d.get("_class_name", "CausalWanModel") == "CausalWanModel"
+            and all(k in d for k in ("dim", "num_layers", "action_config", "local_attn_size")))
+
+
+def inference_config_beside(path: str, mode: str) -> Optional[ModelConfig]:
+    """The ``config.json`` next to a DiT file as a :class:`ModelConfig` for ``mode`` when it is an
+    inference config (:func:`is_inference_config`); None otherwise (missing, unreadable, or the
+    Hugging Face repo's ``WanModel`` config, which lacks the mode's local attention window: the
+    mode's preset must win over it)."""
+    from .json_input import read_file
+
+    cj = os.path.join(os.path.dirname(path), "config.json")
+    if not os.path.isfile(cj):
+        return None
+    try:
+        d = read_file(cj, "model config", max_bytes=1024 * 1024)
+        return ModelConfig.from_dict(d, mode=mode) if is_inference_config(d) else None
+    except (MatrixGameError, TypeError, ValueError):
+        return None
+
+
 def infer_config(sd: Dict[str, torch.Tensor], mode: str, num_heads: Optional[int] = None,
                  head_dim: int = 128) -> ModelConfig:
     """A :class:`ModelConfig` whose shapes match ``sd``: the full-size preset when it fits, else one
     inferred from tensor shapes (heads = dim // ``head_dim`` unless ``num_heads`` is given)."""
-    base_mode = "universal" if mode == "foundation" else mode
+    base_mode = run_mode_of(mode)
     cfg = preset(mode)
     dim = sd["patch_embedding.weight"].shape[0]
     layers = 1 + max(int(m.group(1)) for k in sd for m in [_BLOCK.match(k)] if m)
@@ -190,13 +236,15 @@ def load_dit(path_or_sd, mode: Optional[str] = None, config: Optional[ModelConfi
     Args:
         path_or_sd: a ``.safetensors`` file (official, ``model.``-prefixed keys) or a state dict.
         mode: the mode you expect (``universal``/``gta_drive``/``templerun``); None = detect.
-        config: explicit config; default: ``config.json`` next to the file if it has
-            ``CausalWanModel``-style fields, else the preset of the detected mode, else inferred.
+        config: explicit config; default: ``config.json`` next to the file when it is an official
+            *inference* config (:func:`inference_config_beside`), else the preset of the detected
+            mode (shapes inferred from the tensors when they differ from the full-size preset).
         dtype: parameter dtype (official inference: bf16; files are fp32).
     Returns:
         the model in eval mode on ``device``.
     Raises:
-        MatrixGameError: unreadable file, mode mismatch (naming both), missing/unexpected keys.
+        MatrixGameError: unreadable file, mode mismatch (naming both), a file without the DiT backbone
+            (e.g. only action-module keys), missing/unexpected keys, NaN/inf weights (naming the tensor).
     """
     from .model import CausalWanModel
 
@@ -204,22 +252,20 @@ def load_dit(path_or_sd, mode: Optional[str] = None, config: Optional[ModelConfi
     sd = read_state_dict(path, dtype=dtype) if path else {k: (v.to(dtype) if v.is_floating_point() else v)
                                                           for k, v in path_or_sd.items()}
     sd = strip_prefix(sd)
+    name = os.path.basename(path) if path else "the checkpoint"
     detected = detect_mode(sd)
-    run_mode = "universal" if detected == "foundation" else detected
+    missing = [k for k in BACKBONE_KEYS if k not in sd]
+    if missing:
+        raise MatrixGameError(f"{name} lacks the DiT backbone ({', '.join(missing)}; it holds {len(sd)} tensors, "
+                              f"e.g. only the action modules): it is not a complete Matrix-Game 2.0 DiT. Use the "
+                              f"official file for the mode, unmodified ({DIT_FILES.get(mode or run_mode_of(detected))}).")
+    check_finite(sd, name)
+    run_mode = run_mode_of(detected)
     if mode is not None and mode != run_mode and mode != detected:
-        name = os.path.basename(path) if path else "the checkpoint"
         raise MatrixGameError(f"{name} is a {detected!r} checkpoint but mode {mode!r} was requested; pick "
                               f"mode {run_mode!r} or the {mode} file ({os.path.basename(DIT_FILES.get(mode, '?'))}).")
     if config is None and path:
-        cj = os.path.join(os.path.dirname(path), "config.json")
-        if os.path.isfile(cj):
-            try:
-                with open(cj, "r", encoding="utf-8") as f:
-                    d = json.load(f)
-                if "dim" in d and "num_layers" in d and "action_config" in d:
-                    config = ModelConfig.from_dict(d, mode=run_mode)
-            except (OSError, ValueError):
-                config = None
+        config = inference_config_beside(path, run_mode)
     cfg = config or infer_config(sd, detected)
     if cfg.mode != run_mode:
         cfg.mode = run_mode
@@ -239,43 +285,127 @@ def save_dit(model, path: str, prefix: str = PREFIX) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- files
+def candidate_paths(directory: str, repo_path: str) -> List[str]:
+    """Where a file may sit below ``directory``: its place in the official layout
+    (``directory/repo_path``, what :func:`download` and ``huggingface-cli download`` make) and, for files
+    in a sub-folder of the repo, the folder itself (``directory/<basename>``, a flat folder)."""
+    out = [os.path.join(directory, repo_path)]
+    flat = os.path.join(directory, os.path.basename(repo_path))
+    return out + ([flat] if flat != out[0] else [])
+
+
 def find_file(directory: str, repo_path: str) -> Optional[str]:
-    """``directory/repo_path`` if present, else the first file with the same basename below it."""
+    """The first of :func:`candidate_paths` that is a file, or None. Nothing else is searched: a
+    folder such as ``/`` is never walked, so files are never picked up from unrelated places."""
     if not directory:
         return None
-    p = os.path.join(directory, repo_path)
-    if os.path.isfile(p):
-        return p
-    base = os.path.basename(repo_path)
-    for root, _dirs, files in os.walk(directory):
-        if base in files:
-            return os.path.join(root, base)
-    return None
+    return next((p for p in candidate_paths(directory, repo_path) if os.path.isfile(p)), None)
+
+
+def _proxy_configured() -> bool:
+    return any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+
+
+def check_reachable(endpoint: Optional[str] = None, timeout: float = 5.0) -> None:
+    """Fail fast when the hub's host cannot be reached (one DNS lookup + TCP connect, ``timeout`` s),
+    instead of the hub client's minute of retries. Skipped behind a proxy (the proxy resolves names).
+
+    Raises:
+        MatrixGameError: the host does not resolve or refuses / times out on its HTTPS port.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if endpoint is None:
+        from huggingface_hub import constants
+        endpoint = constants.ENDPOINT
+    if _proxy_configured():
+        return
+    u = urlparse(endpoint)
+    host, port = u.hostname or endpoint, u.port or (443 if u.scheme != "http" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise MatrixGameError(f"cannot reach {host} ({e.strerror or e}): no network? Connect, or download the files "
+                              f"by hand (python -m matrix_game_core download on a machine with network, then copy "
+                              f"the folder).") from None
+
+
+def _prepare_dir(directory: str) -> List[str]:
+    """Create ``directory`` (and parents); returns the folders that did not exist, deepest first.
+
+    Raises:
+        MatrixGameError: ``directory`` (or a parent) is a file, or cannot be created.
+    """
+    if not directory:
+        raise MatrixGameError("no download folder given; pass --dir DIR.")
+    created, d = [], os.path.abspath(directory)
+    while not os.path.exists(d):
+        created.append(d)
+        d = os.path.dirname(d)
+    if not os.path.isdir(d):
+        raise MatrixGameError(f"cannot download into {directory!r}: {d!r} is a file, not a folder; pick a folder.")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise MatrixGameError(f"cannot create the download folder {directory!r} ({e.strerror or e}); pick a folder "
+                              f"you can write to.") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise MatrixGameError(f"cannot write into the download folder {directory!r}; pick a folder you can write to.")
+    return created
+
+
+def _remove_empty_dirs(root: str, created: List[str], hub_cache_was_there: bool) -> None:
+    """After a failed download: drop what it left that holds no file of the user (the hub client's
+    ``.cache`` inside ``root`` if it made it, empty sub-folders, and the folders this call created)."""
+    import shutil
+
+    if not hub_cache_was_there:
+        shutil.rmtree(os.path.join(root, ".cache"), ignore_errors=True)
+    for dirpath, _dirs, _files in sorted(os.walk(root), key=lambda t: -len(t[0])):
+        if dirpath != root:
+            try:
+                os.rmdir(dirpath)       # only succeeds when empty
+            except OSError:
+                pass
+    for d in created:
+        try:
+            os.rmdir(d)
+        except OSError:
+            break
 
 
 def download(mode: str, directory: str, with_encoders: bool = True, repo_id: str = HF_REPO) -> Dict[str, str]:
     """Download exactly the files ``mode`` needs from ``Skywork/Matrix-Game-2.0`` into ``directory``
-    (``huggingface_hub.hf_hub_download``; files already there are kept).
+    in the official layout (``huggingface_hub.hf_hub_download``; files already there, see
+    :func:`find_file`, are kept). Without network it fails within seconds
+    (:func:`check_reachable`) and leaves no empty folders behind.
 
     Returns:
         ``{repo_path: local_path}``.
     Raises:
-        MatrixGameError: offline / hub unreachable / file missing on the hub, with the manual fix.
+        MatrixGameError: ``directory`` is a file or not writable; offline / hub unreachable / file
+            missing on the hub, with the manual fix.
     """
     files = files_for_mode(mode, with_encoders)
-    os.makedirs(directory, exist_ok=True)
-    out = {}
-    for rp in files:
-        have = find_file(directory, rp)
-        if have:
-            out[rp] = have
-            continue
-        try:
+    created = _prepare_dir(directory)
+    hub_cache_was_there = os.path.exists(os.path.join(directory, ".cache"))
+    out = {rp: find_file(directory, rp) for rp in files}
+    todo = [rp for rp, p in out.items() if p is None]
+    try:
+        if todo:
             from huggingface_hub import hf_hub_download
-            out[rp] = hf_hub_download(repo_id=repo_id, filename=rp, local_dir=directory)
-        except Exception as e:  # offline, HTTP errors, missing hub entry
-            raise MatrixGameError(
-                f"could not download {rp} from huggingface.co/{repo_id} ({type(e).__name__}: {e}). "
-                f"Check your connection (and HF_HUB_OFFLINE), or download these files by hand into "
-                f"{directory}: {', '.join(files)}.") from e
+            if os.environ.get("HF_HUB_OFFLINE", "").upper() not in ("1", "ON", "YES", "TRUE"):
+                check_reachable()
+            for rp in todo:
+                out[rp] = hf_hub_download(repo_id=repo_id, filename=rp, local_dir=directory)
+    except BaseException as e:  # offline, HTTP errors, missing hub entry, Ctrl-C
+        _remove_empty_dirs(directory, created, hub_cache_was_there)
+        if not isinstance(e, Exception):
+            raise
+        why = str(e) if isinstance(e, MatrixGameError) else f"{type(e).__name__}: {e}"
+        raise MatrixGameError(
+            f"could not download {', '.join(todo)} from huggingface.co/{repo_id} ({why}). "
+            f"Check your connection (and HF_HUB_OFFLINE), or download these files by hand into "
+            f"{directory}: {', '.join(files)}.") from None
     return out
