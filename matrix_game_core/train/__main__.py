@@ -109,7 +109,9 @@ def run_stages(stages, data: str, out: str, cfg: TrainConfig, device_name: str =
                                   f"--data {data} --out {out}).")
         vae = load_wan_vae(vp, device=dev, dtype=torch.float32)
         res["latents"] = encode_recording(vae, vp, data, os.path.join(out, "latents"), cfg.dit.clip_latents,
-                                          cfg.dit.clip_stride, echo=echo and dist.is_main, dist=dist)
+                                          cfg.dit.clip_stride, echo=echo and dist.is_main, dist=dist,
+                                          clip_encoding=cfg.dit.clip_encoding, cond_latents=cfg.dit.cond_latents,
+                                          max_shards=cfg.dit.max_shards)
     if "dit" in stages:
         res["dit"] = train_dit(out, cfg, dev, bf16, echo, dist=dist)
     if "distill" in stages:

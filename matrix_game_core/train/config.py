@@ -66,6 +66,9 @@ class DiTStage:
     local_attn_size: int = 6
     clip_latents: int = 15                    # multiple of 3 (57 video frames)
     clip_stride: Optional[int] = None         # video frames between encoded clips (default: clip length)
+    clip_encoding: str = "clip"               # "clip" (each clip on its own) | "episode" (see train/latents.py)
+    cond_latents: Optional[int] = None        # conditioning latents encoded (last repeated); None = clip length
+    max_shards: Optional[Dict[str, int]] = None   # encode at most this many shards per split
     batch: int = 8
     steps: int = 200_000
     lr: float = 2e-4
@@ -159,6 +162,7 @@ class TrainConfig:
                                     calib_clips=32),
                        dit=DiTStage(dim=256, num_layers=8, num_heads=4, ffn_mult=4, action_heads=2,
                                     keyboard_hidden=128, local_attn_size=6, clip_latents=9, clip_stride=12,
+                                    clip_encoding="episode", cond_latents=3, max_shards={"train": 40, "val": 4},
                                     batch=8, steps=40_000, lr=3e-4, warmup=500,
                                     denoising_step_list=[1000, 750, 500, 250]),
                        log_every=25, ckpt_every=250)

@@ -11,6 +11,22 @@ frames) and the clip's action rows::
                                       # keyboard [n,T,4] uint8, mouse [n,T,2] f32, starts [n]
 
 Re-running skips shards already encoded; a different VAE (checksum) or clip length starts over.
+
+Two ways to cut clips (``DiTStage.clip_encoding``):
+
+* ``"clip"`` (default): every clip is encoded on its own from its first frame (exactly what a
+  WorldSession sees), costing ``1 + 4 (N - 1)`` encoded frames per clip plus as many again for the
+  conditioning;
+* ``"episode"``: each shard is encoded **once**, causally, from its frame 0; a clip starting at
+  video frame ``4k`` takes latent 0 from its start frame encoded alone (the first latent of its
+  conditioning, so free) and latents ``1..N-1`` from the episode encoding (``E[k+1..k+N-1]``,
+  video frames ``4k+1 .. 4k+4(N-1)``). The only difference from ``"clip"`` is that those latents
+  were encoded with the episode's earlier frames in the causal encoder's feature cache (a few
+  frames of receptive field). With ``cond_latents = c`` the conditioning is encoded for ``c``
+  latent frames and its last frame repeated (as :meth:`~matrix_game_core.sampling.Conditioning.frames`
+  does past the encoded length). Overlapping clips (stride of 3 latent frames) then cost about one
+  encoded frame per video frame plus ``1 + 4 (c - 1)`` per clip: 5-10x less on a CPU, where the
+  encoder dominates the stage.
 """
 from __future__ import annotations
 
@@ -38,24 +54,37 @@ def file_sha256(path: str) -> str:
 @torch.no_grad()
 def encode_recording(vae: WanVAE, vae_path: str, data: str, out: str, clip_latents: int,
                      stride: Optional[int] = None, splits=("train", "val"), batch: int = 4,
-                     echo: bool = True, dist=None) -> Dict:
+                     echo: bool = True, dist=None, clip_encoding: str = "clip",
+                     cond_latents: Optional[int] = None, max_shards: Optional[Dict[str, int]] = None) -> Dict:
     """Encode every shard of ``data`` into latent clips under ``out`` (see module docstring).
 
     Data parallel (``dist``, a :class:`~.distributed.Dist`): rank ``r`` of ``W`` encodes the shards
     ``r, r + W, ...`` of each split; rank 0 writes ``meta.json`` once all have finished.
+
+    ``clip_encoding`` / ``cond_latents``: see the module docstring; ``max_shards``: at most this many
+    shards per split (``{"train": 40, "val": 4}``; the first ones in manifest order), to bound the
+    stage's time on a CPU.
 
     Returns:
         ``{"clips": {split: n}, "latent_hw": [h, w], ...}`` (also written to ``meta.json``).
     """
     from ..data.shards import entries, load_shard
 
+    if clip_encoding not in ("clip", "episode"):
+        raise MatrixGameError(f"clip_encoding must be 'clip' or 'episode' (got {clip_encoding!r}).")
+    if clip_encoding == "episode" and stride is not None and stride % 4:
+        raise MatrixGameError(f"episode clip encoding needs a stride that is a multiple of 4 video frames "
+                              f"(one latent frame); got {stride}.")
+
     if clip_latents % 3:
         raise MatrixGameError(f"clip_latents must be a multiple of 3 (got {clip_latents}).")
     t = 1 + 4 * (clip_latents - 1)
-    stride = stride or t
+    stride = stride or (12 if clip_encoding == "episode" else t)
     meta_p = os.path.join(out, "meta.json")
     want = {"clip_latents": clip_latents, "clip_frames": t, "stride": stride,
             "vae_sha256": file_sha256(vae_path), "data": os.path.abspath(data)}
+    if clip_encoding != "clip" or cond_latents:            # recorded only when not the default
+        want.update(clip_encoding=clip_encoding, cond_latents=cond_latents)
     rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     if rank == 0 and os.path.isfile(meta_p):
         with open(meta_p, "r", encoding="utf-8") as f:
@@ -71,7 +100,10 @@ def encode_recording(vae: WanVAE, vae_path: str, data: str, out: str, clip_laten
         d = os.path.join(out, split)
         os.makedirs(d, exist_ok=True)
         counts[split] = 0
-        for i, e in enumerate(entries(data, split)):
+        es = entries(data, split)
+        if max_shards and max_shards.get(split) is not None:
+            es = es[:int(max_shards[split])]
+        for i, e in enumerate(es):
             p = os.path.join(d, e["name"] + ".pt")
             if i % world != rank:
                 continue
@@ -83,19 +115,14 @@ def encode_recording(vae: WanVAE, vae_path: str, data: str, out: str, clip_laten
             if e["frames"] < t:
                 continue
             s = load_shard(data, e)
-            starts = list(range(0, len(s) - t + 1, stride))
-            lats, conds = [], []
-            for i in range(0, len(starts), batch):
-                v = np.stack([s.frames[st:st + t] for st in starts[i:i + batch]])
-                video = torch.from_numpy(v).permute(0, 4, 1, 2, 3).to(vae.device, vae.dtype) / 127.5 - 1
-                lats.append(normalize_latents(vae.encode(video)).half().cpu())
-                conds.append(encode_start_image(vae, video[:, :, 0], clip_latents)[:, 4:].half().cpu())
-            lat = torch.cat(lats)
-            hw = list(lat.shape[-2:])
-            rec = {"latents": lat, "cond": torch.cat(conds),
-                   "keyboard": torch.from_numpy(np.stack([s.keyboard[st:st + t] for st in starts])),
-                   "mouse": torch.from_numpy(np.stack([s.mouse[st:st + t] for st in starts]).astype(np.float32)),
-                   "starts": torch.tensor(starts)}
+            if clip_encoding == "episode":
+                rec = _encode_episode(vae, s, clip_latents, stride, cond_latents, batch)
+            else:
+                rec = _encode_clips(vae, s, clip_latents, stride, cond_latents, batch)
+            if rec is None:
+                continue
+            starts = rec["starts"].tolist()
+            hw = list(rec["latents"].shape[-2:])
             torch.save(rec, p + ".tmp")
             os.replace(p + ".tmp", p)
             counts[split] += len(starts)
@@ -120,6 +147,63 @@ def _gather_counts(dist, counts: Dict[str, int], hw: List[int]):
     tdist.all_gather_object(got, (counts, hw))
     total = {k: sum(c[k] for c, _ in got) for k in counts}
     return total, next((h for _, h in got if h), [])
+
+
+def _video(frames: np.ndarray, vae: WanVAE) -> torch.Tensor:
+    """uint8 ``[n,T,H,W,3]`` -> ``[n,3,T,H,W]`` in [-1, 1] on the VAE's device/dtype."""
+    return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).to(vae.device, vae.dtype) / 127.5 - 1
+
+
+def _cond(vae: WanVAE, first: torch.Tensor, clip_latents: int, cond_latents: Optional[int]) -> torch.Tensor:
+    """Normalised conditioning latents ``[n,16,clip_latents,h,w]`` of start frames ``[n,3,H,W]``
+    (:func:`encode_start_image` without its mask; ``cond_latents`` frames encoded, the last repeated)."""
+    c = min(clip_latents, cond_latents or clip_latents)
+    cond = encode_start_image(vae, first, c)[:, 4:]
+    if c < clip_latents:
+        cond = torch.cat([cond, cond[:, :, -1:].expand(-1, -1, clip_latents - c, -1, -1)], dim=2)
+    return cond
+
+
+def _rows(s, starts, t: int):
+    return (torch.from_numpy(np.stack([s.keyboard[st:st + t] for st in starts])),
+            torch.from_numpy(np.stack([s.mouse[st:st + t] for st in starts]).astype(np.float32)))
+
+
+def _encode_clips(vae: WanVAE, s, clip_latents: int, stride: int, cond_latents: Optional[int], batch: int):
+    """``"clip"`` mode: each clip encoded on its own (see the module docstring)."""
+    t = 1 + 4 * (clip_latents - 1)
+    starts = list(range(0, len(s) - t + 1, stride))
+    if not starts:
+        return None
+    lats, conds = [], []
+    for i in range(0, len(starts), batch):
+        video = _video(np.stack([s.frames[st:st + t] for st in starts[i:i + batch]]), vae)
+        lats.append(normalize_latents(vae.encode(video)).half().cpu())
+        conds.append(_cond(vae, video[:, :, 0], clip_latents, cond_latents).half().cpu())
+    kb, ms = _rows(s, starts, t)
+    return {"latents": torch.cat(lats), "cond": torch.cat(conds), "keyboard": kb, "mouse": ms,
+            "starts": torch.tensor(starts)}
+
+
+def _encode_episode(vae: WanVAE, s, clip_latents: int, stride: int, cond_latents: Optional[int], batch: int):
+    """``"episode"`` mode: the shard encoded once, clips cut from it (see the module docstring)."""
+    t = 1 + 4 * (clip_latents - 1)
+    m = (len(s) - 1) // 4                          # latents 1..m cover frames 1..4m
+    if m + 1 < clip_latents:
+        return None
+    ep = normalize_latents(vae.encode(_video(s.frames[None, :1 + 4 * m], vae)))[0]   # [16, 1+m, h, w]
+    ks = list(range(0, m - clip_latents + 2, stride // 4))
+    starts = [4 * k for k in ks]
+    lats, conds = [], []
+    for i in range(0, len(ks), batch):
+        first = _video(np.stack([s.frames[4 * k:4 * k + 1] for k in ks[i:i + batch]]), vae)[:, :, 0]
+        cond = _cond(vae, first, clip_latents, cond_latents)
+        conds.append(cond.half().cpu())
+        lat = torch.stack([ep[:, k + 1:k + clip_latents] for k in ks[i:i + batch]])
+        lats.append(torch.cat([cond[:, :, :1], lat.to(cond.dtype)], dim=2).half().cpu())
+    kb, ms = _rows(s, starts, t)
+    return {"latents": torch.cat(lats), "cond": torch.cat(conds), "keyboard": kb, "mouse": ms,
+            "starts": torch.tensor(starts)}
 
 
 class LatentClips:

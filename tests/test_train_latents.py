@@ -1,0 +1,81 @@
+"""Latent clips for DiT training (train/latents.py): the per-clip and the per-episode encodings,
+and the repeated-conditioning shortcut, against direct engine calls."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from matrix_game_core.data.synthetic import write_synthetic_recording
+from matrix_game_core.errors import MatrixGameError
+from matrix_game_core.train.latents import LatentClips, encode_recording
+from matrix_game_core.train.vae import save_vae
+from matrix_game_core.vae import WanVAE, encode_start_image, normalize_latents
+
+
+@pytest.fixture(scope="module")
+def rec_and_vae(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lat")
+    data = str(root / "rec")
+    write_synthetic_recording(data, episodes=3, frames=60, size=(16, 32))
+    torch.manual_seed(0)
+    vae = WanVAE(dim=4).eval().requires_grad_(False)
+    vp = str(root / "vae.safetensors")
+    save_vae(vae, vp)
+    return root, data, vae, vp
+
+
+def _shard(data, split, i=0):
+    from matrix_game_core.data.shards import entries, load_shard
+    e = entries(data, split)[i]
+    return e, load_shard(data, e)
+
+
+def _video(frames):
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+
+
+def test_episode_clips_are_cut_from_one_causal_encoding(rec_and_vae):
+    root, data, vae, vp = rec_and_vae
+    out = str(root / "episode")
+    meta = encode_recording(vae, vp, data, out, clip_latents=3, stride=8, echo=False, clip_encoding="episode",
+                            cond_latents=2)
+    assert meta["clip_encoding"] == "episode" and meta["cond_latents"] == 2
+    e, s = _shard(data, "train")
+    rec = torch.load(os.path.join(out, "train", e["name"] + ".pt"), weights_only=True)
+    m = (len(s) - 1) // 4
+    assert rec["starts"].tolist() == [4 * k for k in range(0, m - 3 + 2, 2)]
+    ep = normalize_latents(vae.encode(_video(s.frames[:1 + 4 * m])))[0]
+    for j, st in enumerate(rec["starts"].tolist()):
+        k = st // 4
+        first = normalize_latents(vae.encode(_video(s.frames[st:st + 1])))[0, :, 0]
+        torch.testing.assert_close(rec["latents"][j, :, 0].float(), first, atol=2e-3, rtol=0)
+        torch.testing.assert_close(rec["latents"][j, :, 1:].float(), ep[:, k + 1:k + 3], atol=2e-3, rtol=0)
+        cond = encode_start_image(vae, _video(s.frames[st:st + 1])[:, :, 0], 2)[0, 4:]
+        torch.testing.assert_close(rec["cond"][j, :, :2].float(), cond, atol=2e-3, rtol=0)
+        torch.testing.assert_close(rec["cond"][j, :, 2].float(), cond[:, 1], atol=2e-3, rtol=0)  # repeated
+        assert torch.equal(rec["keyboard"][j], torch.from_numpy(s.keyboard[st:st + 9]))
+    clips = LatentClips(out, "train")
+    b = clips.get(torch.tensor([0]))
+    assert b["latents"].shape == (1, 16, 3, 2, 4) and b["cond"].shape == (1, 20, 3, 2, 4)
+
+
+def test_clip_mode_with_repeated_conditioning_and_shard_limit(rec_and_vae):
+    root, data, vae, vp = rec_and_vae
+    out = str(root / "clip")
+    meta = encode_recording(vae, vp, data, out, clip_latents=3, echo=False, cond_latents=1,
+                            max_shards={"train": 1, "val": 0})
+    assert meta["clips"]["val"] == 0 and len(os.listdir(os.path.join(out, "train"))) == 1
+    e, s = _shard(data, "train")
+    rec = torch.load(os.path.join(out, "train", e["name"] + ".pt"), weights_only=True)
+    st = rec["starts"][1].item()
+    lat = normalize_latents(vae.encode(_video(s.frames[st:st + 9])))[0]
+    torch.testing.assert_close(rec["latents"][1].float(), lat, atol=2e-3, rtol=0)
+    assert torch.equal(rec["cond"][1, :, 1], rec["cond"][1, :, 0]) and torch.equal(rec["cond"][1, :, 2], rec["cond"][1, :, 0])
+
+
+def test_episode_mode_needs_whole_latent_strides(rec_and_vae):
+    root, data, vae, vp = rec_and_vae
+    with pytest.raises(MatrixGameError, match="multiple of 4"):
+        encode_recording(vae, vp, data, str(root / "bad"), clip_latents=3, stride=6, echo=False,
+                         clip_encoding="episode")
