@@ -203,6 +203,52 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def check_step_actions(keyboard, mouse, has_mouse: bool, mode: str) -> None:
+    """The track JSON loader's rules for the actions passed to :meth:`WorldSession.step` (any
+    layout): keyboard values 0 or 1; mouse finite and within +-``MOUSE_LIMIT``; no mouse for a
+    keyboard-only mode (templerun). Row counts are checked by the session.
+
+    Raises:
+        MatrixGameError: the first bad value and how to fix it.
+    """
+    from .action_track import MOUSE_LIMIT
+
+    def as_float(x, name):
+        try:
+            return torch.as_tensor(x).detach().float()
+        except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+            raise MatrixGameError(f"{name} actions must be numbers (rows of 0/1 keys, (pitch, yaw) mouse): {e}") from None
+
+    kb = as_float(keyboard, "keyboard")
+    bad = ~((kb == 0) | (kb == 1))
+    if bad.any():
+        raise MatrixGameError(f"keyboard values must be 0 (up) or 1 (held); got {kb[bad][0].item():g}.")
+    if mouse is None:
+        if has_mouse:
+            raise MatrixGameError(f"mode {mode!r} needs mouse rows (pitch, yaw) for every block; pass mouse=[0, 0] "
+                                  f"for no camera motion.")
+        return
+    if not has_mouse:
+        raise MatrixGameError(f"mode {mode!r} has no mouse input; pass mouse=None.")
+    ms = as_float(mouse, "mouse")
+    bad = ~torch.isfinite(ms) | (ms.abs() > MOUSE_LIMIT)
+    if bad.any():
+        raise MatrixGameError(f"mouse values must be finite and within +-{MOUSE_LIMIT:g} per frame (0.1 = one camera "
+                              f"step); got {ms[bad][0].item():g}.")
+
+
+def check_finite_latents(x0: torch.Tensor, block: int) -> None:
+    """Stop a run whose latents are NaN/inf (damaged weights or an overflowing dtype) instead of
+    decoding garbage. Reads one flag from the device (a sync), once per block.
+
+    Raises:
+        MatrixGameError: naming the block.
+    """
+    if not bool(torch.isfinite(x0).all()):
+        raise MatrixGameError(f"block {block}: the model produced non-finite latents (NaN/inf); its weights are "
+                              f"damaged or the dtype overflows. Re-download the checkpoint, or try --dtype bf16 / fp32.")
+
+
 class WorldSession:
     """A running world: owns the KV caches, the absolute frame counter, the noise source, the
     action history and the streaming VAE-decoder cache. Nothing else keeps generation state.
@@ -305,18 +351,23 @@ class WorldSession:
         Returns:
             :class:`BlockResult` (latents ``[B,16,3,h,w]``, frames ``[B,3,T,H,W]`` in [-1,1]).
         Raises:
-            MatrixGameError: wrong action shapes; whatever ``interrupt`` raises.
+            MatrixGameError: wrong action shapes, keyboard values other than 0/1, NaN/inf or too large
+                mouse values, a mouse for templerun (:func:`check_step_actions`); non-finite latents
+                (:func:`check_finite_latents`); whatever ``interrupt`` raises.
         """
+        check_step_actions(keyboard, mouse, self.cfg.has_mouse, self.cfg.mode)
         n_rows_before = self.keyboard_rows.shape[1]
         self._append_actions(keyboard, mouse)
         try:
-            return self._run_block(decode)
+            res = self._run_block(decode)
         except BaseException:
             # keep the session consistent: the block can be stepped again
             self.keyboard_rows = self.keyboard_rows[:, :n_rows_before]
             if self.mouse_rows is not None:
                 self.mouse_rows = self.mouse_rows[:, :n_rows_before]
             raise
+        check_finite_latents(res.latents, res.block)
+        return res
 
     @torch.no_grad()
     def _run_block(self, decode: bool) -> BlockResult:

@@ -49,3 +49,45 @@ def test_conditioning_shapes_and_mask():
     assert torch.equal(cond.frames(2, 3)[:, :, 1], cond.cond_concat[:, :, 2])
     ims = frames_to_images(torch.zeros(1, 3, 5, 8, 12))
     assert ims.shape == (5, 8, 12, 3) and torch.all(ims == 0.5)
+
+
+def _small_session(mode):
+    from matrix_game_core.sampling import WorldSession
+    comp = random_tiny(mode)
+    img = prepare_image(torch.rand(1, 128, 128, 3), height=64, width=96)
+    cond = encode_conditioning(comp.vae, None, img, 3)
+    cond.visual_context = torch.zeros(1, 257, comp.dit.cfg.img_dim)
+    return comp, WorldSession(comp.dit, cond, seed=0)
+
+
+@pytest.mark.parametrize("kb,ms,msg", [
+    ([5, 0, 0, 0], [0.0, 0.1], "keyboard values must be 0 .up. or 1 .held.; got 5"),
+    ([-1, 0, 0, 0], [0.0, 0.1], "got -1"),
+    ([1, 0, 0, 0], [float("nan"), 0.1], "mouse values must be finite .* got nan"),
+    ([1, 0, 0, 0], [0.0, float("inf")], "got inf"),
+    ([1, 0, 0, 0], [0.0, 3.0], r"within \+-1 per frame"),
+    ([1, 0, 0, 0], None, r"needs mouse rows \(pitch, yaw\) for every block"),
+    (torch.zeros(8, 4), torch.zeros(8, 2), r"keyboard rows for block 0 have shape \(1, 8, 4\)"),
+])
+def test_world_session_step_applies_the_track_rules(kb, ms, msg):
+    _, s = _small_session("universal")
+    with pytest.raises(MatrixGameError, match=msg):
+        s.step(keyboard=kb, mouse=ms, decode=False)
+    assert s.block == 0 and s.keyboard_rows.shape[1] == 0          # nothing was appended
+    assert s.step(keyboard=[1, 0, 0, 0], mouse=[0.0, 0.1], decode=False).latents.shape[2] == 3
+
+
+def test_world_session_step_refuses_a_mouse_for_templerun():
+    _, s = _small_session("templerun")
+    with pytest.raises(MatrixGameError, match="mode 'templerun' has no mouse input; pass mouse=None"):
+        s.step(keyboard=[0, 1, 0, 0, 0, 0, 0], mouse=[0.0, 0.1], decode=False)
+    assert s.step(keyboard=[0, 1, 0, 0, 0, 0, 0], decode=False).block == 0
+
+
+def test_nan_weights_stop_the_run_naming_the_block():
+    comp, s = _small_session("gta_drive")
+    s.step(keyboard=[1, 0], mouse=[0.0, 0.1], decode=False)
+    with torch.no_grad():
+        comp.dit.blocks[1].ffn[0].weight.fill_(float("nan"))
+    with pytest.raises(MatrixGameError, match="block 1: the model produced non-finite latents"):
+        s.step(keyboard=[1, 0], mouse=[0.0, 0.1], decode=False)
