@@ -17,7 +17,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import MatrixGameError
 
@@ -93,10 +93,29 @@ class ModelConfig:
     num_frame_per_block: int = NUM_FRAME_PER_BLOCK
     timestep_shift: float = TIMESTEP_SHIFT
     context_noise: int = 0
+    #: Models trained by this pack (not in official configs): the video frame size ``[H, W]`` the
+    #: model was trained at (None = the official 352x640) and the number of start-image
+    #: conditioning latent frames it was trained with, the last one repeated beyond (None = the
+    #: whole run is encoded, as the official ``inference.py`` does).
+    video_size: Optional[List[int]] = None
+    cond_latent_frames: Optional[int] = None
 
     @property
     def head_dim(self) -> int:
         return self.dim // self.num_heads
+
+    @property
+    def frame_size(self) -> Tuple[int, int]:
+        """``(height, width)`` of the video frames (and start image) this model works at."""
+        if self.video_size:
+            return int(self.video_size[0]), int(self.video_size[1])
+        return VIDEO_HEIGHT, VIDEO_WIDTH
+
+    def conditioning_frames(self, num_latent_frames: int) -> int:
+        """How many latent frames of start-image conditioning to encode for a run of
+        ``num_latent_frames`` (:attr:`cond_latent_frames` caps it; sessions repeat the last one)."""
+        n = int(num_latent_frames)
+        return min(n, int(self.cond_latent_frames)) if self.cond_latent_frames else n
 
     @property
     def keyboard_dim(self) -> int:

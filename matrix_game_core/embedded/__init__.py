@@ -1,0 +1,149 @@
+"""The embedded default world model: a small Matrix-Game model trained on ViZDoom play by the
+pack's own recipe (``matrix_game_core.data`` + ``matrix_game_core.train``, preset ``embedded``),
+shipped inside the package so that the CLI, the CPU workflows and the live session show a real,
+reacting world on any machine, without the official 6.5 GB checkpoint.
+
+Files (``matrix_game_core/embedded/vizdoom/``; written by :func:`install_from_export`)::
+
+    dit/model.safetensors   # CausalWanModel, official file format (model.-prefixed keys), float16
+    dit/config.json         # its ModelConfig (universal mode, denoising_step_list) + "video_size"
+                            # [H, W] it was trained at + "image_encoder": null
+    vae.safetensors         # Wan-2.1 VAE at width 16 (Wan2.1_VAE keys), float16
+    MODEL_CARD.md           # data, recipe, steps, losses, behaviour and speed metrics
+    NOTICE.md               # Freedoom BSD-3 notice (trained on Freedoom imagery)
+
+The model is image-encoder free (zero image tokens; the start image reaches it through the VAE
+latents of ``cond_concat``, as officially) and runs at its trained frame size (64x112 video,
+8x14 latents); start images of any size are centre-cropped and resized to it
+(:func:`~matrix_game_core.pipeline.prepare_image`), as they are for the official model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from ..errors import MatrixGameError
+
+#: The name front ends show (CLI line, ComfyUI loader entries).
+NAME = "embedded ViZDoom (CPU)"
+#: Folder of the shipped files.
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vizdoom")
+DIT_DIR = os.path.join(ROOT, "dit")
+DIT_FILE = os.path.join(DIT_DIR, "model.safetensors")
+CONFIG_FILE = os.path.join(DIT_DIR, "config.json")
+VAE_FILE = os.path.join(ROOT, "vae.safetensors")
+CARD_FILE = os.path.join(ROOT, "MODEL_CARD.md")
+#: Shipped file dtype (2 bytes a weight; float16 keeps 3 more mantissa bits than bfloat16).
+FILE_DTYPE = torch.float16
+#: Size budget of the shipped weights (issue 10: DiT + VAE at most 40 MB together).
+MAX_BYTES = 40_000_000
+
+
+def available(root: str = ROOT) -> bool:
+    """True when the shipped DiT, its config and the VAE are all present under ``root``."""
+    return all(os.path.isfile(os.path.join(root, p)) for p in ("dit/model.safetensors", "dit/config.json",
+                                                                 "vae.safetensors"))
+
+
+def _require(root: str) -> None:
+    if not available(root):
+        raise MatrixGameError(f"the embedded model's files are missing under {root} (dit/model.safetensors, "
+                              f"dit/config.json, vae.safetensors); reinstall the pack, or pass --checkpoint-dir "
+                              f"for the official model.")
+
+
+def config_json(root: str = ROOT) -> Dict:
+    """The shipped ``dit/config.json`` as a dict (ModelConfig fields plus ``video_size``)."""
+    _require(root)
+    with open(os.path.join(root, "dit", "config.json"), "r", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def video_size(root: str = ROOT) -> Tuple[int, int]:
+    """``(height, width)`` in pixels of the video the embedded model makes (and its start image)."""
+    hw = config_json(root).get("video_size")
+    if not (isinstance(hw, list) and len(hw) == 2):
+        raise MatrixGameError(f"{os.path.join(root, 'dit', 'config.json')} lacks \"video_size\": [H, W].")
+    return int(hw[0]), int(hw[1])
+
+
+def fps(root: str = ROOT) -> float:
+    """Frame rate of the recordings the model learnt from (video frames per second); 17.5 for
+    ViZDoom at 2 tics a frame."""
+    return float(config_json(root).get("fps", 17.5))
+
+
+def load(device="cpu", dtype: torch.dtype = torch.float32, attention_backend: str = "auto",
+         root: str = ROOT):
+    """Load the embedded model as :class:`~matrix_game_core.pipeline.Components`.
+
+    Args:
+        device / dtype: where and in which dtype the DiT runs (the VAE always runs in float32 on
+            the CPU, bf16/fp16 elsewhere when ``dtype`` is).
+    Returns:
+        ``Components(dit, vae, image_encoder=None, label)``.
+    Raises:
+        MatrixGameError: missing or damaged files.
+    """
+    from ..checkpoints import load_dit
+    from ..pipeline import Components
+    from ..vae import load_wan_vae
+
+    _require(root)
+    dit = load_dit(os.path.join(root, "dit", "model.safetensors"), mode="universal", device=device, dtype=dtype,
+                   attention_backend=attention_backend)
+    vdt = torch.float32 if torch.device(device).type == "cpu" else dtype
+    vae = load_wan_vae(os.path.join(root, "vae.safetensors"), device=device, dtype=vdt)
+    h, w = video_size(root)
+    return Components(dit, vae, None, f"{NAME}: trained on Freedoom (ViZDoom) play, {w}x{h}")
+
+
+def _cast_file(src: str, dst: str, dtype: torch.dtype) -> int:
+    from safetensors.torch import load_file, save_file
+    sd = load_file(src)
+    sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+    tmp = dst + ".tmp"
+    save_file(sd, tmp, metadata={"format": "pt"})
+    os.replace(tmp, dst)
+    return os.path.getsize(dst)
+
+
+def install_from_export(export_dir: str, dest: str = ROOT, dtype: torch.dtype = FILE_DTYPE,
+                        fps: Optional[float] = None, denoising_step_list=None) -> Dict[str, int]:
+    """Copy a training export (``RUN/export``: ``dit/``, ``vae.safetensors``, ``NOTICE.md``) into
+    ``dest`` with the weights cast to ``dtype``. Returns the file sizes in bytes.
+
+    ``fps`` / ``denoising_step_list`` are written into the shipped ``config.json`` when given.
+
+    Raises:
+        MatrixGameError: missing export files, or weights over :data:`MAX_BYTES` together.
+    """
+    need = [os.path.join(export_dir, p) for p in ("dit/model.safetensors", "dit/config.json", "vae.safetensors")]
+    for p in need:
+        if not os.path.isfile(p):
+            raise MatrixGameError(f"{p} is missing; run `python -m matrix_game_core.train export` first.")
+    os.makedirs(os.path.join(dest, "dit"), exist_ok=True)
+    sizes = {"dit/model.safetensors": _cast_file(need[0], os.path.join(dest, "dit", "model.safetensors"), dtype),
+             "vae.safetensors": _cast_file(need[2], os.path.join(dest, "vae.safetensors"), dtype)}
+    with open(need[1], "r", encoding="utf-8") as f:
+        cfg = json.load(f)
+    cfg.pop("vae_file", None)
+    cfg["vae_file"] = "../vae.safetensors"
+    if fps is not None:
+        cfg["fps"] = float(fps)
+    if denoising_step_list is not None:
+        cfg["denoising_step_list"] = [int(s) for s in denoising_step_list]
+    with open(os.path.join(dest, "dit", "config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=1)
+    notice = os.path.join(export_dir, "NOTICE.md")
+    if os.path.isfile(notice):
+        shutil.copyfile(notice, os.path.join(dest, "NOTICE.md"))
+    total = sum(sizes.values())
+    if total > MAX_BYTES:
+        raise MatrixGameError(f"the embedded weights take {total / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB "
+                              f"budget; train a smaller preset.")
+    return sizes

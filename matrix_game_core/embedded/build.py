@@ -1,0 +1,318 @@
+"""Ship a training run as the embedded default model, measured: export -> install -> evaluate on
+held-out maps -> ``MODEL_CARD.md``.
+
+    python -m matrix_game_core.embedded.build --run RUN --data REC --heldout HELDOUT \\
+        [--steps 1000,750,500,250] [--clips 8] [--rollout-seconds 10]
+
+* ``RUN``: a ``python -m matrix_game_core.train`` run folder (preset ``embedded``); an unfinished
+  dit stage is exported from its newest checkpoint's EMA weights.
+* ``REC``: the training recording (its manifest gives the data figures of the card).
+* ``HELDOUT``: a recording of maps the training never saw (``--maps MAP02,MAP15,MAP27``).
+
+Metrics (all on ``HELDOUT``, with the project's evaluator, :mod:`matrix_game_core.evaluate`):
+
+1. next-block PSNR/SSIM with teacher forcing, beside the copy-last-frame baseline;
+2. action following per class (turn left/right at 0.1, look up/down at ``pitch_magnitude``) from
+   held-out start frames under :func:`~matrix_game_core.evaluate.command_script`;
+3. a free-running rollout of ``--rollout-seconds`` from a recorded start frame under the recorded
+   actions: per-second mean PSNR against the recorded frames and per-frame contrast (std of the
+   luminance) of generated and recorded frames, so that a collapse to grey or to noise shows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import MatrixGameError
+from . import CARD_FILE, NAME, ROOT, install_from_export, load
+
+
+def _contrast(frames01: torch.Tensor) -> np.ndarray:
+    """Per-frame std of the luminance of ``[T,3,H,W]`` frames in [0, 1]."""
+    y = 0.299 * frames01[:, 0] + 0.587 * frames01[:, 1] + 0.114 * frames01[:, 2]
+    return y.flatten(1).std(1).numpy()
+
+
+@torch.no_grad()
+def free_rollout(comp, frames: np.ndarray, keyboard: np.ndarray, mouse: np.ndarray, seed: int = 0,
+                 steps: Optional[Sequence[int]] = None) -> Dict:
+    """Free-running generation from ``frames[0]`` under the recorded actions.
+
+    Args:
+        frames: ``[T, H, W, 3]`` uint8 recorded frames at the model's size, ``T = 1 + 4n``, n a
+            multiple of 3; keyboard ``[T, 4]``, mouse ``[T, 2]`` official units.
+    Returns:
+        ``{"psnr": [T], "contrast_generated": [T], "contrast_recorded": [T]}`` (per frame).
+    """
+    from ..evaluate import psnr
+    from ..sampling import Conditioning, WorldSession
+    from ..vae import StreamingDecoder, encode_start_image
+
+    dit, vae = comp.dit, comp.vae
+    t = frames.shape[0]
+    n_lat = 1 + (t - 1) // 4
+    gt = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0            # [T,3,H,W]
+    img = gt[:1] * 2 - 1
+    cc = encode_start_image(vae, img.to(vae.device, vae.dtype), dit.cfg.conditioning_frames(n_lat))
+    sess = WorldSession(dit, Conditioning(cc, torch.zeros(1, 1, dit.cfg.img_dim)), decoder=StreamingDecoder(vae),
+                        seed=seed, denoising_step_list=steps)
+    _, out = sess.generate(torch.from_numpy(keyboard[:t]).float()[None], torch.from_numpy(mouse[:t]).float()[None],
+                           n_lat)
+    gen = ((out[0].permute(1, 0, 2, 3).cpu() + 1) / 2).clamp(0, 1)
+    return {"psnr": [psnr(gen[i], gt[i]) for i in range(t)], "contrast_generated": _contrast(gen).tolist(),
+            "contrast_recorded": _contrast(gt).tolist()}
+
+
+def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follow_blocks: int = 9,
+                      rollout_seconds: float = 10.0, seed: int = 0, steps: Optional[Sequence[int]] = None,
+                      pitch_magnitude: float = 0.04) -> Dict:
+    """The card's metrics on the held-out recording (see the module docstring)."""
+    from ..data.shards import entries, load_shard, read_manifest
+    from ..evaluate import ACTION_CLASSES, action_following, evaluate_next_block, generate_for_following
+
+    es = entries(heldout)
+    if not es:
+        raise MatrixGameError(f"{heldout} has no shards.")
+    fps = float(read_manifest(heldout)["fps"])
+    t = 9 + 12 * (blocks - 1)
+    rng = np.random.default_rng(seed)
+    nb, per = [], {name: {"n": 0, "correct": 0} for name, _, _ in ACTION_CLASSES}
+    used = 0
+    for e in es:
+        if used >= clips:
+            break
+        s = load_shard(heldout, e)
+        if len(s) < t:
+            continue
+        st = int(rng.integers(0, len(s) - t + 1))
+        nb.append(evaluate_next_block(comp.dit, comp.vae, s.frames[st:st + t], s.keyboard[st:st + t].astype(np.float32),
+                                      s.mouse[st:st + t], seed=seed, denoising_step_list=steps, rollout=False))
+        img = torch.from_numpy(s.frames[st]).permute(2, 0, 1)[None].float() / 127.5 - 1
+        fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=seed, denoising_step_list=steps,
+                                           pitch_magnitude=pitch_magnitude)
+        rep = action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude)
+        for k, v in rep.per_class.items():
+            per[k]["n"] += v["n"]
+            per[k]["correct"] += v["correct"]
+        used += 1
+    if not nb:
+        raise MatrixGameError(f"no held-out shard has {t} frames.")
+    for v in per.values():
+        v["accuracy"] = None if v["n"] == 0 else v["correct"] / v["n"]
+    # free-running rollout: the longest held-out shard, from its start
+    n_blocks = max(2, int(np.ceil((rollout_seconds * fps - 9) / 12)) + 1)
+    tr = 9 + 12 * (n_blocks - 1)
+    long = max(es, key=lambda e: e["frames"])
+    s = load_shard(heldout, long)
+    tr = min(tr, 9 + 12 * ((len(s) - 9) // 12))
+    ro = free_rollout(comp, s.frames[:tr], s.keyboard[:tr].astype(np.float32), s.mouse[:tr], seed=seed, steps=steps)
+    sec = []
+    for k in range(int(np.ceil(tr / fps))):
+        a, b = int(round(k * fps)), min(tr, int(round((k + 1) * fps)))
+        if a >= b:
+            break
+        sec.append({"second": k, "psnr": float(np.mean(ro["psnr"][a:b])),
+                    "contrast_generated": float(np.mean(ro["contrast_generated"][a:b])),
+                    "contrast_recorded": float(np.mean(ro["contrast_recorded"][a:b]))})
+    mean = lambda key, m: float(np.mean([r[key][m] for r in nb]))  # noqa: E731
+    return {"clips": len(nb), "frames_per_clip": t,
+            "next_block": {"model": {"psnr": mean("model", "psnr"), "ssim": mean("model", "ssim")},
+                           "copy_last": {"psnr": mean("copy_last", "psnr"), "ssim": mean("copy_last", "ssim")}},
+            "action_following": per, "pitch_magnitude": pitch_magnitude,
+            "rollout": {"shard": long["name"], "map": long.get("map"), "frames": tr, "fps": fps, "per_second": sec}}
+
+
+@torch.no_grad()
+def measure_speed(comp, blocks: int = 8, warmup: int = 2, seed: int = 0) -> Dict:
+    """Steady-state video frames per second of DiT + streaming VAE decode at the model's frame size
+    on this machine, and key-to-frame latency (a key pressed just after a block starts conditions
+    the *next* block: the wait is the rest of the current block plus the next block's DiT steps
+    and the decode of its first latent frame; worst case reported)."""
+    from ..sampling import Conditioning, WorldSession
+    from ..vae import StreamingDecoder
+
+    dit, vae = comp.dit, comp.vae
+    h, w = dit.cfg.frame_size
+    cc = torch.zeros(1, 20, 3, h // 8, w // 8)
+    cc[:, :4, 0] = 1
+    sess = WorldSession(dit, Conditioning(cc, torch.zeros(1, 1, dit.cfg.img_dim)), decoder=StreamingDecoder(vae),
+                        seed=seed)
+    times, frames = [], 0
+    for b in range(blocks + warmup):
+        r = sess.rows_for_block(b)
+        t0 = time.perf_counter()
+        res = sess.step(torch.zeros(r, dit.cfg.keyboard_dim), torch.zeros(r, 2))
+        dt = time.perf_counter() - t0
+        if b >= warmup:
+            times.append((dt, res.frames.shape[2], dict(res.timings)))
+            frames += res.frames.shape[2]
+    total = sum(t for t, _, _ in times)
+    block = total / len(times)
+    dec = float(np.mean([tm.get("decode", 0.0) for _, _, tm in times]))
+    return {"fps": frames / total, "seconds_per_block": block, "decode_seconds_per_block": dec,
+            "key_to_frame_ms": 1000 * (2 * block - dec + dec / 3), "threads": torch.get_num_threads(),
+            "denoising_steps": len(sess.timesteps)}
+
+
+def _fmt(v, nd=1):
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def write_card(path: str, info: Dict) -> None:
+    """Render ``MODEL_CARD.md`` from the build's measurements."""
+    d, ev, sp = info["data"], info["eval"], info["speed"]
+    af = ev["action_following"]
+    L = [f"# {NAME}: model card", "",
+         "A small Matrix-Game 2.0-architecture world model (causal DiT with the action module + Wan-2.1 VAE) "
+         "trained by this pack's own recipe on ViZDoom play of Freedoom: Phase 2. It is the pack's default "
+         "model: the CLI without `--checkpoint-dir`, the CPU workflows and the live session use it. It is "
+         "**not** the official Matrix-Game 2.0 model (use `--checkpoint-dir` / the ComfyUI loader for that).", "",
+         "## Files", "",
+         "| file | what | size |", "|---|---|---|"]
+    for k, v in info["sizes"].items():
+        L.append(f"| `{k}` | {'CausalWanModel, universal mode, official file format' if 'dit' in k else 'Wan-2.1 VAE, width 16'}"
+                 f" (float16) | {v / 1e6:.1f} MB |")
+    c = info["config"]
+    L += ["", f"DiT: dim {c['dim']}, {c['num_layers']} layers, {c['num_heads']} heads, action module in layers "
+          f"{c['action_config']['blocks']}, local attention window {c['local_attn_size']} latent frames, "
+          f"{info['params']['dit'] / 1e6:.1f} M parameters; VAE: {info['params']['vae'] / 1e6:.1f} M parameters. "
+          f"Video {c['video_size'][1]}x{c['video_size'][0]} (latents {c['video_size'][1] // 8}x{c['video_size'][0] // 8}), "
+          f"{len(c['denoising_step_list'])} denoising steps {c['denoising_step_list']}, image-encoder free "
+          f"(zero image tokens), conditioning latents {c.get('cond_latent_frames')} (last repeated).", "",
+          "## Data", "",
+          f"ViZDoom {d.get('vizdoom_version', '?')} recordings (`python -m matrix_game_core.data record`), "
+          f"{d['frames']:,} frames ({d['frames'] / d['fps'] / 3600:.2f} h at {d['fps']} frames/s) in {d['shards']} "
+          f"episodes on {len(d['maps'])} maps ({', '.join(d['maps'])}), no monsters, {d['mouse_units']}. "
+          f"Held out (never trained on): maps {', '.join(info['heldout']['maps'])}, "
+          f"{info['heldout']['frames']:,} frames in {info['heldout']['shards']} episodes. "
+          f"DiT latents were encoded from the first {info['train']['encoded_shards']} training episodes.", "",
+          "## Recipe", "",
+          "`python -m matrix_game_core.train all --preset embedded --device cpu` (see docs/data_and_training.md): "
+          f"VAE {info['train']['vae_steps']} steps (L1 + SSIM + gradient loss, 32x48 crops of 5-frame clips, "
+          f"batch 4); DiT {info['train']['dit_steps']} steps of diffusion forcing (batch {info['train']['dit_batch']}, "
+          f"9-latent clips, flow-matching MSE, EMA {info['train']['ema']}), on {info['train']['hardware']}.", "",
+          "| stage | final losses |", "|---|---|",
+          f"| VAE | {info['train']['vae_final']} |", f"| DiT | {info['train']['dit_final']} |", "",
+          "## Behaviour on the held-out maps", "",
+          f"Project evaluator (`matrix_game_core.evaluate`), {ev['clips']} clips of {ev['frames_per_clip']} frames, seed 0.", "",
+          "| metric | model | copy-last-frame baseline |", "|---|---|---|",
+          f"| next-block PSNR (teacher forced) | {ev['next_block']['model']['psnr']:.2f} dB | "
+          f"{ev['next_block']['copy_last']['psnr']:.2f} dB |",
+          f"| next-block SSIM | {ev['next_block']['model']['ssim']:.3f} | {ev['next_block']['copy_last']['ssim']:.3f} |",
+          "", "| action following | blocks | accuracy |", "|---|---|---|"]
+    for k in ("turn_left", "turn_right", "look_up", "look_down"):
+        v = af[k]
+        L.append(f"| {k.replace('_', ' ')} | {v['n']} | {_fmt(None if v['accuracy'] is None else 100 * v['accuracy'], 0)} % |")
+    ro = ev["rollout"]
+    L += ["", f"Turns at 0.1 (5 degrees per frame); looks at {ev['pitch_magnitude']} (Doom limits the pitch to about "
+          "+-30 degrees). Ceiling of this metric on recorded ViZDoom play: ~94 % (yaw), 100 % (pitch).", "",
+          f"Free-running rollout ({ro['frames']} frames = {ro['frames'] / ro['fps']:.1f} s at {ro['fps']} frames/s, "
+          f"held-out {ro['map']}, recorded actions, no teacher forcing): per second, PSNR against the recorded frames "
+          "and contrast (std of luminance, 0..1) of generated vs recorded frames. A collapse to grey shows as "
+          "contrast falling to ~0, noise as PSNR falling while contrast rises.", "",
+          "| second | PSNR vs recorded | contrast generated | contrast recorded |", "|---|---|---|---|"]
+    for r in ro["per_second"]:
+        L.append(f"| {r['second']} | {r['psnr']:.2f} dB | {r['contrast_generated']:.3f} | {r['contrast_recorded']:.3f} |")
+    L += ["", "## Speed on this pack's CI-class CPU (2 cores)", "",
+          f"`benchmarks/bench_embedded.py`: {sp['fps']:.1f} video frames/s steady state (DiT "
+          f"{len(c['denoising_step_list'])} denoising steps + context pass + streaming VAE decode, {c['video_size'][1]}x"
+          f"{c['video_size'][0]}, fp32, {sp['threads']} threads), {sp['seconds_per_block'] * 1000:.0f} ms per 12-frame "
+          f"block; key press to the first frame it conditions: {sp['key_to_frame_ms']:.0f} ms (worst case).", "",
+          "## Licence", "", "Trained on imagery of Freedoom: Phase 2 (BSD-3); see `NOTICE.md`.", ""]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(L))
+
+
+def _read_log(path: str) -> List[Dict]:
+    if not os.path.isfile(path):
+        return []
+    with open(path, "r", encoding="utf-8") as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
+def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = None, clips: int = 8,
+          rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores") -> Dict:
+    """Export ``run``, install it into ``dest``, evaluate and write the model card. Returns the info."""
+    from ..data.shards import read_manifest
+    from ..train.__main__ import load_run_config, run_stages
+
+    cfg = load_run_config(run, "embedded", [])
+    run_stages(["export"], data, run, cfg, "cpu", echo=True)
+    m = read_manifest(data)
+    sizes = install_from_export(os.path.join(run, "export"), dest, fps=float(m["fps"]),
+                                denoising_step_list=steps)
+    cpath = os.path.join(dest, "dit", "config.json")
+    with open(cpath, "r", encoding="utf-8") as f:
+        cj = json.load(f)
+    cj["cond_latent_frames"] = cfg.dit.cond_latents
+    with open(cpath, "w", encoding="utf-8") as f:
+        json.dump(cj, f, indent=1)
+    comp = load(root=dest)
+    ev = evaluate_embedded(comp, heldout, clips=clips, rollout_seconds=rollout_seconds, steps=steps)
+    sp = measure_speed(comp)
+    hm = read_manifest(heldout)
+    vlog, dlog = _read_log(os.path.join(run, "vae", "log.jsonl")), _read_log(os.path.join(run, "dit", "log.jsonl"))
+    vlast = next((r for r in reversed(vlog) if r.get("stage") == "vae"), {})
+    dlast = next((r for r in reversed(dlog) if r.get("stage") == "dit" and "loss" in r), {})
+    devl = next((r for r in reversed(dlog) if "eval_loss" in r), {})
+    lat_meta = os.path.join(run, "latents", "meta.json")
+    enc = cfg.dit.max_shards.get("train") if cfg.dit.max_shards else None
+    if os.path.isfile(lat_meta):
+        with open(lat_meta, "r", encoding="utf-8") as f:
+            enc = f"{enc} ({json.load(f)['clips']['train']} clips)"
+    info = {
+        "sizes": sizes, "config": cj,
+        "params": {"dit": sum(p.numel() for p in comp.dit.parameters()),
+                   "vae": sum(p.numel() for p in comp.vae.parameters())},
+        "data": {"frames": m["total_frames"], "fps": m["fps"], "shards": len(m["shards"]),
+                 "maps": sorted({s["map"] for s in m["shards"]}), "mouse_units": m.get("mouse_units"),
+                 "vizdoom_version": m.get("vizdoom_version")},
+        "heldout": {"frames": hm["total_frames"], "shards": len(hm["shards"]),
+                    "maps": sorted({s["map"] for s in hm["shards"]})},
+        "train": {"vae_steps": vlast.get("step"), "dit_steps": dlast.get("step"), "dit_batch": cfg.dit.batch,
+                  "ema": cfg.dit.ema, "hardware": hardware, "encoded_shards": enc,
+                  "vae_final": f"loss {vlast.get('loss', float('nan')):.4f}, PSNR {vlast.get('psnr', float('nan')):.2f} dB "
+                               f"(training crops)",
+                  "dit_final": f"loss {dlast.get('loss', float('nan')):.4f}, fixed-noise eval loss "
+                               f"{devl.get('eval_loss', float('nan')):.4f} (step {devl.get('step')})"},
+        "eval": ev, "speed": sp}
+    write_card(os.path.join(dest, os.path.basename(CARD_FILE)), info)
+    with open(os.path.join(dest, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=1)
+    return info
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m matrix_game_core.embedded.build", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="training run folder (preset embedded)")
+    ap.add_argument("--data", required=True, help="the training recording")
+    ap.add_argument("--heldout", required=True, help="a recording of held-out maps")
+    ap.add_argument("--steps", default=None, help="denoising_step_list to ship, e.g. 1000,750,500,250")
+    ap.add_argument("--clips", type=int, default=8, help="held-out clips for next-block and action following")
+    ap.add_argument("--rollout-seconds", type=float, default=10.0)
+    ap.add_argument("--dest", default=ROOT, help="where to install (default: the package's embedded folder)")
+    ap.add_argument("--hardware", default="2 CPU cores", help="what the run trained on (for the card)")
+    a = ap.parse_args(argv)
+    steps = [int(s) for s in a.steps.split(",")] if a.steps else None
+    try:
+        info = build(a.run, a.data, a.heldout, steps, a.clips, a.rollout_seconds, a.dest, a.hardware)
+    except MatrixGameError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    ev = info["eval"]
+    print(json.dumps({"next_block": ev["next_block"], "following": {k: v["accuracy"] for k, v in
+                                                                     ev["action_following"].items()},
+                      "fps": info["speed"]["fps"], "sizes": info["sizes"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
