@@ -1,6 +1,7 @@
 """Video files and the action overlay.
 
-* :func:`write_mp4` / :func:`read_mp4`: H.264 mp4 through imageio-ffmpeg (its bundled ffmpeg).
+* :func:`write_video` (mp4 / webm / gif by extension), :func:`write_mp4`, :func:`read_mp4`: through
+  imageio-ffmpeg (its bundled ffmpeg).
 * :func:`draw_overlay`: the key / mouse overlay of the official ``utils/visualize.py``
   (``*_icon.mp4``), drawn procedurally: rounded key boxes near the bottom left, green with alpha 0.8
   while the key is held, light grey with alpha 0.5 otherwise, black letters from a small built-in
@@ -61,17 +62,60 @@ def to_uint8(frames: Frames) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-# ================================================================================================ mp4
-def write_mp4(frames: Frames, path: str, fps: float = 25, crf: int = 18) -> str:
-    """Write frames as an H.264 (libx264, yuv420p) mp4; returns ``path``.
+# ================================================================================================ writing
+#: Containers :func:`write_video` writes, by file extension: (codec, pixel format, extra ffmpeg output options).
+VIDEO_FORMATS = {
+    ".mp4": ("libx264", "yuv420p", ["-movflags", "+faststart"]),
+    ".webm": ("libvpx-vp9", "yuv420p", ["-b:v", "0", "-row-mt", "1"]),
+    ".gif": ("gif", "pal8", ["-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse", "-loop", "0"]),
+}
 
-    Odd widths/heights are padded to even by repeating the last column/row (yuv420p needs even
-    sizes). The parent folder is created. The file appears atomically (written to a temporary
-    name first).
+
+def check_video_path(path: str, what: str = "--out") -> str:
+    """Check, before any work, that a video can be written to ``path``: a known extension
+    (:data:`VIDEO_FORMATS`), not a folder, and a parent folder that exists or can be created and is
+    writable. Returns the extension (lower case).
 
     Raises:
-        MatrixGameError: no frames, bad fps/crf, or ffmpeg failed (the message has its reason).
+        MatrixGameError: the reason and the fix.
     """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in VIDEO_FORMATS:
+        raise MatrixGameError(f"cannot write video {path!r} ({what}): unknown container {ext or '(no extension)'}; use "
+                              f"{', '.join(VIDEO_FORMATS)} (H.264 mp4, VP9 webm, animated gif).")
+    if os.path.isdir(path):
+        raise MatrixGameError(f"cannot write video {path!r} ({what}): it is a folder; give a file name such as "
+                              f"{os.path.join(path, 'out' + ext)}.")
+    d = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(d):
+        d = os.path.dirname(d)
+    if not os.path.isdir(d):
+        raise MatrixGameError(f"cannot write video {path!r} ({what}): {d!r} is a file, so the folder cannot be "
+                              f"created; pick another path.")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise MatrixGameError(f"cannot write video {path!r} ({what}): no permission to write in {d!r}; pick a "
+                              f"folder you can write to.")
+    return ext
+
+
+def write_video(frames: Frames, path: str, fps: float = 25, crf: int = 18) -> str:
+    """Write frames in the container the extension of ``path`` names (:data:`VIDEO_FORMATS`: H.264
+    ``.mp4``, VP9 ``.webm``, palette ``.gif``) through imageio-ffmpeg; returns ``path``.
+
+    Odd widths/heights are padded to even by repeating the last column/row (yuv420p needs even
+    sizes). The parent folder is created. The file appears atomically: it is written to a hidden
+    temporary name first, which is removed whatever stops the write (an error, Ctrl-C).
+
+    Args:
+        frames: ``[T, H, W, 3]`` float in [0, 1] or uint8.
+        fps: frames per second, in (0, 1000]. crf: quality for mp4 / webm (lower = better), 0..51.
+    Raises:
+        MatrixGameError: unknown extension, no frames, bad fps/crf, or ffmpeg failed (with its reason).
+    """
+    path = os.fspath(path)
+    ext = check_video_path(path, "video path")
+    codec, pix_fmt, extra = VIDEO_FORMATS[ext]
     arr = to_uint8(frames)
     t, h, w, _ = arr.shape
     if t == 0 or h == 0 or w == 0:
@@ -86,28 +130,43 @@ def write_mp4(frames: Frames, path: str, fps: float = 25, crf: int = 18) -> str:
     try:
         import imageio_ffmpeg
     except ImportError as e:  # pragma: no cover - a requirement of the pack
-        raise MatrixGameError("writing mp4 needs imageio-ffmpeg; pip install imageio-ffmpeg") from e
-    path = os.fspath(path)
+        raise MatrixGameError("writing video needs imageio-ffmpeg; pip install imageio-ffmpeg") from e
     parent = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.{os.getpid()}.tmp.mp4")
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{os.getpid()}.tmp{ext}")
+    quality = [] if ext == ".gif" else ["-crf", str(crf)]
+    gen = None
     try:
         os.makedirs(parent, exist_ok=True)
-        gen = imageio_ffmpeg.write_frames(tmp, (w, h), fps=float(fps), codec="libx264", pix_fmt_in="rgb24",
-                                          pix_fmt_out="yuv420p", macro_block_size=1, quality=None,
-                                          output_params=["-crf", str(crf), "-movflags", "+faststart"],
-                                          ffmpeg_log_level="error")
+        gen = imageio_ffmpeg.write_frames(tmp, (w, h), fps=float(fps), codec=codec, pix_fmt_in="rgb24",
+                                          pix_fmt_out=pix_fmt, macro_block_size=1, quality=None,
+                                          output_params=quality + extra, ffmpeg_log_level="error")
         gen.send(None)
         for fr in arr:
             gen.send(fr)
         gen.close()
         os.replace(tmp, path)
-    except (OSError, RuntimeError, ValueError) as e:
+    except BaseException as e:
+        if gen is not None:
+            gen.close()
         try:
             os.remove(tmp)
         except OSError:
             pass
-        raise MatrixGameError(f"cannot write video {path!r}: {e}") from e
+        if isinstance(e, (OSError, RuntimeError, ValueError)):
+            raise MatrixGameError(f"cannot write video {path!r}: {e}") from e
+        raise
     return path
+
+
+def write_mp4(frames: Frames, path: str, fps: float = 25, crf: int = 18) -> str:
+    """:func:`write_video` for ``.mp4`` paths (H.264, yuv420p); returns ``path``.
+
+    Raises:
+        MatrixGameError: ``path`` does not end in ``.mp4``, or as :func:`write_video`.
+    """
+    if os.path.splitext(os.fspath(path))[1].lower() != ".mp4":
+        raise MatrixGameError(f"write_mp4 writes .mp4 files; got {os.fspath(path)!r} (use write_video for .webm / .gif).")
+    return write_video(frames, path, fps, crf)
 
 
 def read_mp4(path: str) -> np.ndarray:

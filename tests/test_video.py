@@ -196,3 +196,49 @@ def test_overlay_frames_shorter_than_track_uint8_small_and_errors():
         draw_overlay(grey(25, 32, 32), tr)
     with pytest.raises(MatrixGameError, match=r"frames \[T, H, W, 3\]"):
         draw_overlay(torch.zeros(3, 32, 32), tr)
+
+
+@pytest.mark.parametrize("ext,codec", [(".webm", "vp9"), (".gif", "gif"), (".MP4", "h264")])
+def test_write_video_uses_the_container_the_extension_names(tmp_path, ext, codec):
+    import imageio_ffmpeg
+    from matrix_game_core.video import write_video
+    v = smooth_video(T=5)
+    path = write_video(v, str(tmp_path / ("v" + ext)), fps=10)
+    meta = next(imageio_ffmpeg.read_frames(path))
+    assert meta["codec"].startswith(codec), meta["codec"]
+    back = read_mp4(path)
+    assert back.shape == (5, 64, 96, 3)
+    assert np.abs(back.astype(np.float32) - to_uint8(v).astype(np.float32)).mean() < 12.0
+    assert os.listdir(tmp_path) == ["v" + ext]                           # no temporary left
+
+
+def test_write_video_refuses_unknown_containers_before_writing(tmp_path):
+    from matrix_game_core.video import check_video_path, write_video
+    for name in ("x.avi", "x", "x.mp4.tmp"):
+        with pytest.raises(MatrixGameError, match=r"unknown container .*use \.mp4, \.webm, \.gif"):
+            write_video(smooth_video(T=1), str(tmp_path / name))
+    with pytest.raises(MatrixGameError, match="write_mp4 writes .mp4 files"):
+        write_mp4(smooth_video(T=1), str(tmp_path / "x.gif"))
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "d.mp4").mkdir()
+    with pytest.raises(MatrixGameError, match="it is a folder"):
+        check_video_path(str(tmp_path / "d.mp4"))
+
+
+def test_interrupted_write_leaves_no_temporary(tmp_path, monkeypatch):
+    """Ctrl-C while ffmpeg writes: the hidden temporary file is removed, the interrupt goes on."""
+    import imageio_ffmpeg
+    from matrix_game_core.video import write_video
+    seen = []
+
+    def write_frames(path, size, **kw):
+        seen.append(path)
+        open(path, "wb").write(b"partial")
+        for n in range(3):
+            yield
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", write_frames)
+    with pytest.raises(KeyboardInterrupt):
+        write_video(smooth_video(T=9), str(tmp_path / "v.mp4"))
+    assert os.path.basename(seen[0]).startswith(".v.mp4.") and os.listdir(tmp_path) == []
