@@ -12,8 +12,8 @@ Official source: ``Matrix-Game-2/inference.py`` (``_resizecrop``, ``frame_proces
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -78,8 +78,25 @@ def prepare_image(image: torch.Tensor, crop: str = "center", height: int = VIDEO
     return x.clamp(0, 1) * 2 - 1
 
 
+def _pil_to_tensor(im) -> torch.Tensor:
+    """A PIL image as ``[1, H, W, 3]`` float32 in [0, 1]. High bit depth (16-bit greyscale ``I;16*``,
+    32-bit ``I`` as 16-bit PNGs open, float ``F``) is scaled from its own range instead of being
+    clipped to 255 (which made a 16-bit PNG all white); everything else goes through RGB."""
+    import numpy as np
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        grey = np.asarray(im, dtype=np.float32) / 65535.0
+    elif im.mode == "F":
+        grey = np.asarray(im, dtype=np.float32)
+    else:
+        rgb = np.array(im.convert("RGB"), dtype=np.uint8)
+        return torch.from_numpy(rgb)[None].float() / 255.0
+    grey = np.clip(np.nan_to_num(grey, nan=0.0), 0.0, 1.0)
+    return torch.from_numpy(np.ascontiguousarray(grey))[None, :, :, None].expand(-1, -1, -1, 3).contiguous()
+
+
 def load_image(path: str) -> torch.Tensor:
-    """Read an image file as ``[1, H, W, 3]`` float32 in [0, 1] (Pillow).
+    """Read an image file as ``[1, H, W, 3]`` float32 in [0, 1] (Pillow; 8- and 16-bit PNGs, JPEG, ...).
 
     Raises:
         MatrixGameError: missing or unreadable file.
@@ -87,13 +104,11 @@ def load_image(path: str) -> torch.Tensor:
     try:
         from PIL import Image
         with Image.open(path) as im:
-            arr = torch.frombuffer(bytearray(im.convert("RGB").tobytes()), dtype=torch.uint8)
-            w, h = im.size
+            return _pil_to_tensor(im)
     except FileNotFoundError as e:
         raise MatrixGameError(f"start image {path!r} does not exist.") from e
     except Exception as e:
         raise MatrixGameError(f"cannot read start image {path!r} ({type(e).__name__}: {e}); use a PNG or JPEG.") from e
-    return arr.view(1, h, w, 3).float() / 255.0
 
 
 @torch.no_grad()
@@ -140,6 +155,8 @@ class Components:
     vae: torch.nn.Module
     image_encoder: Optional[torch.nn.Module]
     label: str
+    #: ``{"DiT" | "VAE" | "image encoder": file it was read from}`` (empty for random weights).
+    files: Dict[str, str] = field(default_factory=dict)
 
 
 def random_tiny(mode: str = "universal", seed: int = 0, device="cpu") -> Components:
@@ -168,17 +185,18 @@ def random_tiny(mode: str = "universal", seed: int = 0, device="cpu") -> Compone
     return Components(dit.to(device), vae.to(device), clip.to(device), f"random-weights tiny ({mode}) - UNTRAINED")
 
 
-def load_components(checkpoint_dir: str, mode: str, device="cpu", dtype=torch.bfloat16,
-                    attention_backend: str = "auto", vae_dtype: Optional[torch.dtype] = None) -> Components:
-    """Load a mode's official files from ``checkpoint_dir`` (as laid out by
-    :func:`~matrix_game_core.checkpoints.download` or flat).
+def component_files(checkpoint_dir: str, mode: str) -> Dict[str, str]:
+    """The files a mode's run reads from ``checkpoint_dir``, found without loading anything and only
+    where the official layout (or the folder itself) puts them
+    (:func:`~matrix_game_core.checkpoints.find_file`).
 
+    Returns:
+        ``{"DiT": path, "VAE": path, "image encoder": path}``.
     Raises:
-        MatrixGameError: a file is missing (the message lists what to download) or invalid.
+        MatrixGameError: the folder does not exist, or files are missing (the message lists them, where
+            they were looked for, and the download command).
     """
-    from .checkpoints import CLIP_FILE, DIT_FILES, VAE_FILE, files_for_mode, find_file, load_dit
-    from .image_encoder import load_image_encoder
-    from .vae import load_wan_vae
+    from .checkpoints import CLIP_FILE, DIT_FILES, VAE_FILE, candidate_paths, files_for_mode, find_file
 
     if not checkpoint_dir or not os.path.isdir(checkpoint_dir):
         raise MatrixGameError(f"checkpoint folder {checkpoint_dir!r} does not exist; download with "
@@ -186,10 +204,28 @@ def load_components(checkpoint_dir: str, mode: str, device="cpu", dtype=torch.bf
     paths = {rp: find_file(checkpoint_dir, rp) for rp in files_for_mode(mode)}
     missing = [rp for rp, p in paths.items() if p is None]
     if missing:
-        raise MatrixGameError(f"{checkpoint_dir} lacks {', '.join(missing)}; download them with "
+        looked = "; ".join(" or ".join(candidate_paths(checkpoint_dir, rp)) for rp in missing)
+        raise MatrixGameError(f"{checkpoint_dir} lacks {', '.join(missing)} (looked for {looked}); download them with "
                               f"`python -m matrix_game_core download --mode {mode} --dir {checkpoint_dir}`.")
-    dit = load_dit(paths[DIT_FILES[mode]], mode=mode, device=device, dtype=dtype,
-                   attention_backend=attention_backend)
-    vae = load_wan_vae(paths[VAE_FILE], device=device, dtype=vae_dtype or dtype)
-    clip = load_image_encoder(paths[CLIP_FILE], device=device, dtype=dtype)
-    return Components(dit, vae, clip, f"{mode} ({os.path.basename(paths[DIT_FILES[mode]])})")
+    return {"DiT": paths[DIT_FILES[mode]], "VAE": paths[VAE_FILE], "image encoder": paths[CLIP_FILE]}
+
+
+def load_components(checkpoint_dir: str, mode: str, device="cpu", dtype=torch.bfloat16,
+                    attention_backend: str = "auto", vae_dtype: Optional[torch.dtype] = None,
+                    files: Optional[Dict[str, str]] = None) -> Components:
+    """Load a mode's official files from ``checkpoint_dir`` (as laid out by
+    :func:`~matrix_game_core.checkpoints.download`, or flat); ``files`` (from
+    :func:`component_files`) skips the lookup. ``Components.files`` says which file came from where.
+
+    Raises:
+        MatrixGameError: a file is missing (the message lists what to download) or invalid.
+    """
+    from .checkpoints import load_dit
+    from .image_encoder import load_image_encoder
+    from .vae import load_wan_vae
+
+    files = dict(files or component_files(checkpoint_dir, mode))
+    dit = load_dit(files["DiT"], mode=mode, device=device, dtype=dtype, attention_backend=attention_backend)
+    vae = load_wan_vae(files["VAE"], device=device, dtype=vae_dtype or dtype)
+    clip = load_image_encoder(files["image encoder"], device=device, dtype=dtype)
+    return Components(dit, vae, clip, f"{mode} ({os.path.basename(files['DiT'])})", files)

@@ -91,3 +91,31 @@ def test_nan_weights_stop_the_run_naming_the_block():
         comp.dit.blocks[1].ffn[0].weight.fill_(float("nan"))
     with pytest.raises(MatrixGameError, match="block 1: the model produced non-finite latents"):
         s.step(keyboard=[1, 0], mouse=[0.0, 0.1], decode=False)
+
+
+def test_sixteen_bit_png_start_image_keeps_its_brightness(tmp_path):
+    import struct
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    from matrix_game_core.pipeline import load_image
+    grey = np.full((70, 90), 35000, np.uint16)
+    grey[:, :45] = 10000
+    Image.fromarray(grey).save(tmp_path / "g16.png")                          # opens as I;16
+    img = load_image(str(tmp_path / "g16.png"))
+    assert img.shape == (1, 70, 90, 3) and img.dtype == torch.float32
+    torch.testing.assert_close(img[0, 0, 0], torch.full((3,), 10000 / 65535))
+    torch.testing.assert_close(img.mean(), torch.tensor((10000 + 35000) / 2 / 65535))
+    # 16-bit RGB (Pillow reads it as 8-bit RGB): the same brightness
+    h, w = 70, 90
+    raw = b"".join(b"\x00" + np.full((w, 3), 35000, ">u2").tobytes() for _ in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    (tmp_path / "rgb16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                                         + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    assert abs(load_image(str(tmp_path / "rgb16.png")).mean().item() - 35000 / 65535) < 2 / 255
+    Image.fromarray(np.full((70, 90, 3), 128, np.uint8)).save(tmp_path / "rgb8.png")
+    assert torch.all(load_image(str(tmp_path / "rgb8.png")) == torch.tensor(128, dtype=torch.uint8).float() / 255)
