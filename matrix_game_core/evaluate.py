@@ -510,6 +510,14 @@ def main(argv=None) -> int:
     mo.add_argument("video")
     mo.add_argument("--track", required=True, help="ActionTrack JSON (mouse rows = video frames)")
     mo.add_argument("--threshold", type=float, default=0.05)
+    cp = sub.add_parser("compare", help="distilled student vs its teacher on held-out recordings (table)")
+    cp.add_argument("--run", required=True, help="training run folder with export/dit and export/student")
+    cp.add_argument("--data", required=True)
+    cp.add_argument("--clips", type=int, default=4)
+    cp.add_argument("--blocks", type=int, default=4)
+    cp.add_argument("--follow-blocks", type=int, default=9)
+    cp.add_argument("--device", default="cpu")
+    cp.add_argument("--seed", type=int, default=0)
     sy = sub.add_parser("synthetic", help="sanity check on synthetic panning videos (expects 100%)")
     sy.add_argument("--blocks", type=int, default=9)
     sy.add_argument("--seeds", type=int, default=4)
@@ -529,6 +537,11 @@ def main(argv=None) -> int:
         if a.cmd == "motion":
             rep = action_following(_read_video(a.video), _read_mouse(a.track), threshold=a.threshold)
             print(json.dumps(rep.to_dict(), indent=1))
+        elif a.cmd == "compare":
+            from .eval_compare import compare_student_teacher, format_table
+            rows = compare_student_teacher(a.run, a.data, clips=a.clips, blocks=a.blocks,
+                                           follow_blocks=a.follow_blocks, device=a.device, seed=a.seed)
+            print(format_table(rows))
         elif a.cmd == "synthetic":
             print(json.dumps(synthetic_check(a.blocks, a.seeds), indent=1))
         else:
@@ -566,15 +579,15 @@ def synthetic_check(blocks: int = 9, seeds: int = 4, height: int = 64, width: in
 
 def evaluate_run(run: Optional[str], data: str, split: str = "val", clips: int = 4, blocks: int = 4,
                  follow_blocks: int = 9, steps=None, device: str = "cpu", seed: int = 0,
-                 pitch_magnitude: float = 0.04) -> Dict:
+                 pitch_magnitude: float = 0.04, model: str = "dit") -> Dict:
     """Evaluate a trained run on a recording's held-out split: next-block PSNR/SSIM (vs copy-last)
     on ``clips`` clips, and action following from ``clips`` held-out start frames (turns at 0.1;
     looks at ``pitch_magnitude``, 0.04 = 24 degrees per block with the default 5 deg/step, since
-    Doom limits the pitch to about +-30 degrees)."""
+    Doom limits the pitch to about +-30 degrees). ``model``: ``"dit"`` or the distilled ``"student"``."""
     from .data.shards import entries, load_shard
     from .train.export import load_trained
 
-    comps = load_trained(run, device=device)
+    comps = load_trained(run, device=device, model=model)
     dit, vae = comps.dit, comps.vae
     es = entries(data, split) or entries(data)
     if not es:

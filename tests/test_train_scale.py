@@ -238,3 +238,28 @@ def test_torchrun_two_processes_match_one(tmp_path):
     sync = _log(vae_run, "vae", "vae_sync")
     assert sync and len(set(sync[-1]["weights_sha256"])) == 1
     assert os.path.isfile(os.path.join(vae_run, "vae", "vae.safetensors"))
+
+
+# ---------------------------------------------------------------------------------------------- merge
+def test_merge_recordings_from_several_machines(tmp_path):
+    from matrix_game_core.data.__main__ import main
+    from matrix_game_core.data.shards import entries, load_shard
+    from matrix_game_core.data.synthetic import write_synthetic_recording
+    a, b, c, d = (str(tmp_path / n) for n in ("m0", "m1", "same_seed", "other_size"))
+    write_synthetic_recording(a, episodes=2, frames=24, size=(16, 32), seed=0, val_every=2)
+    write_synthetic_recording(b, episodes=3, frames=24, size=(16, 32), seed=1, val_every=2)
+    write_synthetic_recording(c, episodes=1, frames=24, size=(16, 32), seed=0)
+    write_synthetic_recording(d, episodes=1, frames=24, size=(16, 48), seed=2)
+    out = str(tmp_path / "all")
+    assert main(["merge", "--out", out, a, b]) == 0
+    es = entries(out)
+    assert [e["name"] for e in es] == ["p0_ep000000", "p0_ep000001", "p1_ep000000", "p1_ep000001", "p1_ep000002"]
+    assert [e["split"] for e in es] == ["train", "val", "train", "val", "train"]
+    got = load_shard(out, es[2])
+    want = load_shard(b, entries(b)[0])
+    assert np.array_equal(got.frames, want.frames) and np.array_equal(got.mouse, want.mouse)
+    from matrix_game_core.data.merge import merge_recordings
+    with pytest.raises(MatrixGameError, match="same --seed 0"):
+        merge_recordings(str(tmp_path / "x"), [a, c])
+    with pytest.raises(MatrixGameError, match="same --size"):
+        merge_recordings(str(tmp_path / "y"), [a, d])

@@ -8,6 +8,7 @@ Commands::
     info DIR                       # frames, hours, splits, maps, action statistics
     track DIR --shard ep000003 [--start 0] [--frames 57] --out track.json
                                    # an ActionTrack JSON of recorded actions (for replay/eval)
+    merge --out ALL PART0 PART1 ...  # one manifest over recordings made on several machines
 
 Re-running ``record`` on the same folder resumes (same options; ``--frames`` may grow).
 """
@@ -68,7 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--start", type=int, default=0)
     t.add_argument("--frames", type=int, default=None)
     t.add_argument("--out", required=True)
+    mg = sub.add_parser("merge", help="one manifest over recordings made on several machines (no copying)")
+    mg.add_argument("--out", required=True)
+    mg.add_argument("parts", nargs="+")
     return p
+
+
+def cmd_merge(a) -> int:
+    from .merge import merge_recordings
+
+    m = merge_recordings(a.out, a.parts)
+    print(json.dumps({"folder": a.out, "parts": len(m["parts"]), "shards": len(m["shards"]),
+                      "total_frames": m["total_frames"]}))
+    return 0
 
 
 def cmd_record(a) -> int:
@@ -137,7 +150,7 @@ def cmd_track(a) -> int:
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
-        return {"record": cmd_record, "info": cmd_info, "track": cmd_track}[a.cmd](a)
+        return {"record": cmd_record, "info": cmd_info, "track": cmd_track, "merge": cmd_merge}[a.cmd](a)
     except MatrixGameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
