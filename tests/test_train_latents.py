@@ -79,3 +79,25 @@ def test_episode_mode_needs_whole_latent_strides(rec_and_vae):
     with pytest.raises(MatrixGameError, match="multiple of 4"):
         encode_recording(vae, vp, data, str(root / "bad"), clip_latents=3, stride=6, echo=False,
                          clip_encoding="episode")
+
+
+def test_latent_anchor_follows_the_causal_chunking():
+    from matrix_game_core.train.vae import latent_anchor
+    v = torch.rand(2, 3, 9, 16, 24)
+    a = latent_anchor(v)
+    assert a.shape == (2, 3, 3, 2, 3)
+    torch.testing.assert_close(a[:, :, 0, 0, 0], v[:, :, 0, :8, :8].mean((-1, -2)))
+    torch.testing.assert_close(a[:, :, 2, 1, 2], v[:, :, 5:9, 8:16, 16:24].mean((-1, -2, -3)))
+
+
+def test_anchor_weight_adds_its_term_to_the_vae_loss():
+    from matrix_game_core.train.config import VAEStage
+    from matrix_game_core.train.vae import build_vae, vae_losses
+    torch.manual_seed(0)
+    vae, x = build_vae(4), torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    torch.manual_seed(1)
+    plain = vae_losses(vae, x, VAEStage(dim=4))
+    torch.manual_seed(1)
+    anch = vae_losses(vae, x, VAEStage(dim=4, anchor_weight=0.5))
+    assert "anchor" not in plain and float(anch["anchor"]) > 0
+    torch.testing.assert_close(anch["loss"], plain["loss"] + 0.5 * anch["anchor"])

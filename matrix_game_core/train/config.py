@@ -8,14 +8,14 @@ preset     VAE (engine ``WanVAE``)                       DiT (engine ``CausalWan
 ``smoke``  dim 8, clips 5 x 32x64, 150 steps           dim 64, 2 layers, 6-latent clips, 150 steps
 ``small``  dim 32, clips 9 x 128x128 crops, 40k steps   dim 384, 10 layers (action in 0..7),
                                                        15-latent clips (57 frames), 200k steps
-``embedded`` dim 16, clips 5 x 32x48 crops of 64x112,  dim 256, 8 layers, 4 heads (action in 0..5,
-           batch 4, 1.6k steps                         2 x 64 wide), 9-latent clips (33 frames),
-                                                       4 denoising steps, 40k steps
+``embedded`` dim 16, clips 5 x 32x48 crops of 64x112,  dim 192, 6 layers, 3 heads (action in 0..3,
+           batch 4, 1.6k steps, latent anchor 0.5      2 x 64 wide), 9-latent clips (33 frames),
+                                                       batch 4, 4 denoising steps, 40k steps
 =========  ==========================================  ==========================================
 
 ``embedded`` is the model that ships in the pack (``matrix_game_core/embedded``): sized to play
 live on a 2-core CPU (>= 10 video frames/s at 64x112, DiT + streaming decode) and to fit in
-40 MB as bf16 (DiT 14.7 M + VAE 3.6 M parameters).
+40 MB as fp16 (DiT ~8 M + VAE 3.6 M parameters).
 
 Both write files in the engine's formats: the VAE as a ``Wan2.1_VAE``-keyed safetensors
 (:func:`~matrix_game_core.vae.load_wan_vae` infers ``dim``), the DiT as the official
@@ -49,6 +49,7 @@ class VAEStage:
     warmup: int = 500
     kl_weight: float = 1e-6
     latent_gain: float = 4.0                 # scale of the batch-standardised latent fed to the decoder
+    anchor_weight: float = 0.0               # pull latent channels 0-2 to the 8x8-pooled picture (train/vae.py)
     ssim_weight: float = 0.2
     grad_weight: float = 0.1
     calib_clips: int = 64                    # clips used to measure latent statistics
@@ -158,12 +159,13 @@ class TrainConfig:
         if name == "small":
             return cls()
         if name == "embedded":
-            return cls(vae=VAEStage(dim=16, clip_frames=5, crop=(32, 48), batch=4, steps=1_600, lr=3e-4, warmup=100,
+            return cls(vae=VAEStage(dim=16, clip_frames=5, crop=(32, 48), batch=4, steps=1_600, lr=3e-4, warmup=100, anchor_weight=0.5,
                                     calib_clips=32),
-                       dit=DiTStage(dim=256, num_layers=8, num_heads=4, ffn_mult=4, action_heads=2,
-                                    keyboard_hidden=128, local_attn_size=6, clip_latents=9, clip_stride=12,
+                       dit=DiTStage(dim=192, num_layers=6, num_heads=3, ffn_mult=4, action_blocks=[0, 1, 2, 3],
+                                    action_heads=2, keyboard_hidden=128, local_attn_size=6, clip_latents=9,
+                                    clip_stride=12,
                                     clip_encoding="episode", cond_latents=3, max_shards={"train": 40, "val": 4},
-                                    batch=8, steps=40_000, lr=3e-4, warmup=500,
+                                    batch=4, steps=40_000, lr=2e-4, warmup=300,
                                     denoising_step_list=[1000, 750, 500, 250]),
                        log_every=25, ckpt_every=250)
         if name == "smoke":

@@ -116,7 +116,31 @@ def vae_losses(vae: WanVAE, video: torch.Tensor, cfg, all_sum=None) -> Dict[str,
     rec = vae_decode_train(vae, z.to(mu.dtype)).float()
     x = video.float()
     with torch.autocast(device_type=x.device.type, enabled=False):   # losses in float32
-        return _losses(rec, x, zn, logvar, cfg)
+        out = _losses(rec, x, zn, logvar, cfg)
+        w = getattr(cfg, "anchor_weight", 0.0)
+        if w:
+            gain = getattr(cfg, "latent_gain", 1.0)
+            target = normalize_batch(latent_anchor(x), all_sum=all_sum).detach()
+            out["anchor"] = (zn[:, :3] / gain - target).abs().mean()
+            out["loss"] = out["loss"] + w * out["anchor"]
+            out["anchor"] = out["anchor"].detach()
+        return out
+
+
+def latent_anchor(video: torch.Tensor) -> torch.Tensor:
+    """The low-resolution picture each latent frame covers: ``[B,3,T,H,W]`` -> ``[B,3,1+k,H/8,W/8]``
+    (frame 0 alone, then the mean of each group of 4 frames, average-pooled 8x8), matching the VAE's
+    causal chunking. With ``anchor_weight`` the first three standardised latent channels are pulled
+    towards it (standardised too): the latent then carries the picture from the first steps, so the
+    decoder cannot settle on drawing the average frame (posterior collapse; measured at 64x112 with
+    dim 16 and lr 3e-4: latent usage 2e-5 after 250 steps without it)."""
+    import torch.nn.functional as F
+    b, c, t, h, w = video.shape
+    first = video[:, :, :1]
+    rest = video[:, :, 1:].reshape(b, c, (t - 1) // 4, 4, h, w).mean(3) if t > 1 else video[:, :, :0]
+    v = torch.cat([first, rest], dim=2)
+    n = v.shape[2]
+    return F.avg_pool2d(v.transpose(1, 2).reshape(b * n, c, h, w), 8).reshape(b, n, c, h // 8, w // 8).transpose(1, 2)
 
 
 NORM_EPS = 1e-4
