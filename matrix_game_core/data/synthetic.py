@@ -11,8 +11,54 @@ import os
 from typing import Tuple
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from ..actions import CAM_VALUE
 from .shards import FORMAT, Shard, save_shard, write_manifest
+
+
+def synthetic_panning_video(mouse, height: int = 64, width: int = 112, px_per_step: float = 3.0,
+                            seed: int = 0, detail: float = 0.3, blob: int = 4) -> np.ndarray:
+    """A perfect 'world model' for camera commands: a window panning over a random smooth texture.
+
+    Frame ``t + 1`` is frame ``t``'s view rotated by mouse row ``t``: yaw right ``+v`` moves the
+    view right, so the picture moves **left** by ``v / 0.1 * px_per_step`` pixels; pitch up moves
+    the picture **down**. Sub-pixel positions are rendered by bilinear sampling.
+
+    Args:
+        mouse: ``[T, 2]`` (pitch up +, yaw right +) official units.
+        detail: weight of the fine (3-pixel) texture component over the smooth one.
+        blob: size in pixels of the smooth component's features.
+    Returns:
+        ``[T, height, width, 3]`` uint8.
+    """
+    m = mouse.detach().cpu().numpy() if isinstance(mouse, torch.Tensor) else np.asarray(mouse)
+    t = m.shape[0]
+    steps = m / CAM_VALUE * px_per_step                       # view displacement per frame (px)
+    # view centre: x grows with yaw right; y (down +) shrinks with pitch up
+    pos = np.zeros((t, 2))
+    pos[1:, 0] = np.cumsum(steps[:-1, 1])
+    pos[1:, 1] = -np.cumsum(steps[:-1, 0])
+    margin = int(np.ceil(np.abs(pos).max())) + 4
+    rng = np.random.default_rng(seed)
+    th, tw = height + 2 * margin, width + 2 * margin
+    noise = torch.from_numpy(rng.standard_normal((1, 3, th // blob + 2, tw // blob + 2)).astype(np.float32))
+    tex = F.interpolate(noise, size=(th, tw), mode="bicubic", align_corners=False)
+    fine = torch.from_numpy(rng.standard_normal((1, 3, th, tw)).astype(np.float32))
+    tex = tex + detail * F.avg_pool2d(fine, 3, 1, 1)
+    tex = (tex - tex.mean()) / tex.std() * 0.22 + 0.5
+    frames = []
+    ys = torch.arange(height, dtype=torch.float32)
+    xs = torch.arange(width, dtype=torch.float32)
+    for i in range(t):
+        x0, y0 = margin + pos[i, 0], margin + pos[i, 1]
+        gx = (xs + x0) / (tw - 1) * 2 - 1
+        gy = (ys + y0) / (th - 1) * 2 - 1
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)[None]
+        fr = F.grid_sample(tex, grid, mode="bilinear", align_corners=True)[0]
+        frames.append((fr.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+    return np.stack(frames)
 
 
 def synthetic_mouse(frames: int, rng: np.random.Generator) -> np.ndarray:
@@ -37,8 +83,6 @@ def write_synthetic_recording(folder: str, episodes: int = 4, frames: int = 120,
                               size: Tuple[int, int] = (32, 64), px_per_step: float = 3.0,
                               seed: int = 0, val_every: int = 4) -> dict:
     """Write ``episodes`` synthetic shards (npz) and a manifest into ``folder``. Returns the manifest."""
-    from ..evaluate import synthetic_panning_video
-
     os.makedirs(folder, exist_ok=True)
     shards = []
     for ep in range(episodes):
