@@ -1,5 +1,7 @@
 """The command line: README's main job end to end (tiny random weights) and its errors."""
+import argparse
 import os
+import re
 
 import numpy as np
 import pytest
@@ -55,3 +57,139 @@ def test_download_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["download", "--mode", "templerun", "--dir", str(tmp_path), "--dit-only"]) == 2
     assert "could not download" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- checked up front
+def _argv(tmp_path, **over):
+    base = {"--mode": "universal", "--image": IMAGE, "--frames": "3", "--out": str(tmp_path / "x.mp4")}
+    argv = ["generate", "--bench-actions", "--random-weights", "tiny"]
+    for k, v in {**base, **over}.items():
+        argv += [k, v]
+    return argv
+
+
+@pytest.fixture
+def no_models(monkeypatch):
+    """Fail the test if a model is built: every argument must be checked before that."""
+    import matrix_game_core.pipeline as P
+
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded before the arguments were checked")
+    monkeypatch.setattr(P, "random_tiny", boom)
+    monkeypatch.setattr(P, "load_components", boom)
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"--seed": str(2 ** 64)}, r"--seed must be a whole number 0..2\^64-1"),
+    ({"--seed": "-1"}, r"--seed must be a whole number 0..2\^64-1"),
+    ({"--fps": "0"}, r"--fps must be a number in \(0, 1000\]"),
+    ({"--fps": "nan"}, r"--fps must be a number in \(0, 1000\]"),
+    ({"--device": "nonsense"}, "--device 'nonsense' is not a device"),
+    ({"--device": "cuda:99"}, "CUDA is not available|CUDA device"),
+    ({"--device": "meta"}, "--device 'meta' is not supported"),
+    ({"--frames": "999999999"}, "beyond the limit of 249999 latent frames"),
+    ({"--frames": "0"}, "positive multiple of 3"),
+    ({"--out": "x.avi"}, r"unknown container \.avi; use \.mp4, \.webm, \.gif"),
+    ({"--out": "OUTFILE/x.mp4"}, "is a file, so the folder cannot be created"),
+])
+def test_every_argument_is_checked_before_loading_models(tmp_path, capsys, no_models, over, msg):
+    (tmp_path / "OUTFILE").write_text("x")
+    over = {k: (str(tmp_path / v) if k == "--out" else v) for k, v in over.items()}
+    assert main(_argv(tmp_path, **over)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and re.search(msg, err[0]), err
+    assert sorted(os.listdir(tmp_path)) == ["OUTFILE"]
+
+
+def test_frames_beyond_memory_names_the_limit(tmp_path, capsys, no_models, monkeypatch):
+    import matrix_game_core.cli as C
+    monkeypatch.setattr(C, "_physical_memory", lambda: 2 ** 30)
+    assert main(_argv(tmp_path, **{"--frames": "300"})) == 2
+    err = capsys.readouterr().err
+    assert "than this machine's 1 GiB; use --frames 30 or less" in err, err
+
+
+def test_bad_track_files_are_one_line(tmp_path, capsys, no_models):
+    p = tmp_path / "t.json"
+    for data, msg in [(b"\x00\xff\xfe binary", "is not UTF-8 text"), (b"[" * 100000, "nested too deeply"),
+                      (b'{"version": 1, "mode": "universal", "num_frames": 9, "keyboard": {}, "mouse": {"yaw": '
+                       + b"1" * 4000 + b"}}", "integer with 4000 digits")]:
+        p.write_bytes(data)
+        argv = ["generate", "--mode", "universal", "--image", IMAGE, "--actions", str(p), "--frames", "3",
+                "--random-weights", "tiny", "--out", str(tmp_path / "x.mp4")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err
+
+
+def test_checkpoint_dir_root_is_not_walked(tmp_path, capsys, no_models, monkeypatch):
+    def no_walk(*a, **k):
+        raise AssertionError("the file system must not be walked")
+    monkeypatch.setattr(os, "walk", no_walk)
+    argv = _argv(tmp_path)
+    i = argv.index("--random-weights")
+    argv[i:i + 2] = ["--checkpoint-dir", "/"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "/ lacks base_distilled_model/base_distill.safetensors" in err
+    assert "looked for /base_distilled_model/base_distill.safetensors or /base_distill.safetensors" in err
+
+
+def test_ctrl_c_during_generation_and_during_writing(tmp_path, capsys, monkeypatch):
+    import imageio_ffmpeg
+
+    from matrix_game_core.sampling import WorldSession
+
+    def interrupted(self, *a, **k):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(WorldSession, "generate", interrupted)
+        assert main(_argv(tmp_path)) == 130
+    assert "interrupted (Ctrl-C); no output was written." in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+    def write_frames(path, size, **kw):
+        open(path, "wb").write(b"partial")
+        yield
+        yield
+        raise KeyboardInterrupt
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", write_frames)
+    assert main(_argv(tmp_path)) == 130
+    assert "interrupted" in capsys.readouterr().err and os.listdir(tmp_path) == []   # no hidden .tmp file
+
+
+def test_gif_output_is_a_gif(tmp_path, capsys):
+    import imageio_ffmpeg
+    out = tmp_path / "demo.gif"
+    assert main(_argv(tmp_path, **{"--out": str(out), "--fps": "12.5"}) + ["--overlay"]) == 0
+    for p in (out, tmp_path / "demo_overlay.gif"):
+        assert next(imageio_ffmpeg.read_frames(str(p)))["codec"].startswith("gif")
+        assert read_mp4(str(p)).shape == (9, 352, 640, 3)
+    assert "12.5 fps" in capsys.readouterr().err
+
+
+def test_speed_text_switches_to_seconds_per_frame():
+    from matrix_game_core.cli import speed_text
+    assert speed_text(12, 0.5) == "24.0 frames/s"
+    assert speed_text(12, 180.0) == "15.0 s/frame"
+    assert speed_text(9, 9.0) == "1.0 frames/s"
+
+
+def test_help_explains_every_option_with_its_default():
+    from matrix_game_core.cli import _parser
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        for a in p._actions:
+            assert a.help and len(a.help) > 10, (name, a.dest)
+        text = p.format_help()
+        for a in p._actions:
+            if a.default not in (None, False, argparse.SUPPRESS) and not a.required:
+                assert f"(default: {a.default})" in " ".join(text.split()), (name, a.dest)
+
+
+def test_download_dir_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "f"
+    f.write_text("x")
+    assert main(["download", "--mode", "templerun", "--dir", str(f), "--dit-only"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file, not a folder" in err[0]
