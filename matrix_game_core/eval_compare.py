@@ -27,7 +27,7 @@ def frames_per_second(comps, size, blocks: int = 4, seed: int = 0, device: str =
 
     dit, vae = comps.dit, comps.vae
     img = torch.zeros(1, 3, int(size[0]), int(size[1]))
-    cond = encode_conditioning(vae, None, img, 3 * (blocks + 1))
+    cond = encode_conditioning(vae, None, img, dit.cfg.conditioning_frames(3 * (blocks + 1)))
     s = WorldSession(dit, cond, decoder=StreamingDecoder(vae), seed=seed)
     k = dit.cfg.keyboard_dim
     s.step(torch.zeros(9, k), torch.zeros(9, 2) if dit.cfg.has_mouse else None)      # warm-up block

@@ -101,7 +101,7 @@ def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, s
     vid = (gt * 2 - 1).permute(1, 0, 2, 3)[None].to(vae.device, vae.dtype)   # [1,3,T,H,W]
     n_lat = 1 + (t - 1) // 4
     gt_lat = normalize_latents(vae.encode(vid)).to(dev, dt)                 # [1,16,N,h,w]
-    cc = encode_start_image(vae, vid[:, :, 0], n_lat)
+    cc = encode_start_image(vae, vid[:, :, 0], dit.cfg.conditioning_frames(n_lat))
     if visual_context is None:
         visual_context = torch.zeros(1, 1, dit.cfg.img_dim)
     cond = Conditioning(cc, visual_context)
@@ -161,7 +161,7 @@ def generate_for_following(dit, vae, image, blocks: int = 9, seed: int = 0, visu
     kdim = keyboard_dim or dit.cfg.keyboard_dim
     kb, ms, labels = command_script(blocks, magnitude, keyboard_dim=kdim, pitch_magnitude=pitch_magnitude)
     n_lat = blocks * dit.cfg.num_frame_per_block
-    cc = encode_start_image(vae, image.to(vae.device, vae.dtype), n_lat)
+    cc = encode_start_image(vae, image.to(vae.device, vae.dtype), dit.cfg.conditioning_frames(n_lat))
     vc = torch.zeros(1, 1, dit.cfg.img_dim) if visual_context is None else visual_context
     sess = WorldSession(dit, Conditioning(cc, vc), decoder=StreamingDecoder(vae), seed=seed,
                         denoising_step_list=denoising_step_list)
