@@ -25,12 +25,16 @@ from typing import Any, Dict, Tuple
 import torch
 
 from matrix_game_core.actions import KEYS, MOUSE_LIMIT
+from matrix_game_core.errors import MatrixGameError
+from matrix_game_core.json_input import loads
 
 #: URL prefix of the pack's routes.
 PREFIX = "/matrix_game"
 #: Largest accepted client message (bytes); larger POST bodies get 413, larger websocket messages
 #: close the socket with code 1009 (message too big).
 MAX_INPUT_BYTES = 4096
+#: Deepest nesting a client message may have (a valid one needs 2).
+MAX_MESSAGE_DEPTH = 8
 #: Largest summed mouse delta one message may carry (official units); more is a malformed message.
 MAX_MOUSE_DELTA = 100.0
 
@@ -40,12 +44,29 @@ class InputError(ValueError):
 
 
 # ================================================================================================ messages
+def decode_message(raw) -> Any:
+    """JSON-decode one client message (``bytes`` must be UTF-8), bounded: nesting deeper than
+    :data:`MAX_MESSAGE_DEPTH`, integers of more than 30 digits, binary text and bad syntax are refused.
+
+    Raises:
+        InputError: the reason (HTTP 400 / a websocket ``error`` message).
+    """
+    try:
+        return loads(raw, "the message", max_depth=MAX_MESSAGE_DEPTH)
+    except MatrixGameError as e:
+        raise InputError(str(e)) from None
+
+
 def _finite(v: Any, path: str, limit: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-        raise InputError(f"{path} must be a finite number, got {json.dumps(v)[:40]}.")
-    if abs(float(v)) > limit:
-        raise InputError(f"{path} = {v} is beyond +-{limit:g}.")
-    return float(v)
+    try:
+        x = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+    except OverflowError:   # an int too large for a float
+        x = math.inf
+    if not math.isfinite(x):
+        raise InputError(f"{path} must be a finite number, got {str(v)[:40]}.")
+    if abs(x) > limit:
+        raise InputError(f"{path} = {x:g} is beyond +-{limit:g}.")
+    return x
 
 
 def _pair(v: Any, path: str, limit: float) -> Tuple[float, float]:

@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
-from .live_protocol import PREFIX, InputError, parse_message
+from .live_protocol import PREFIX, InputError, decode_message, parse_message
 from .live_session import MANAGER, SessionManager
 
 _SID_RE = re.compile(r"^[0-9a-f]{16}$")
@@ -52,9 +52,9 @@ def make_handlers(manager: SessionManager) -> List[Tuple[str, str, Callable]]:
         if len(raw) > limit:
             return None, _error(413, f"payload is larger than {limit} bytes.")
         try:
-            return json.loads(raw.decode("utf-8")), None
-        except (UnicodeDecodeError, ValueError) as e:
-            return None, _error(400, f"payload is not valid JSON: {e}.")
+            return decode_message(raw), None
+        except InputError as e:
+            return None, _error(400, str(e))
 
     async def list_sessions(request):
         return _json({"sessions": manager.list(), "max_sessions": manager.max_sessions})
@@ -137,8 +137,8 @@ def make_handlers(manager: SessionManager) -> List[Tuple[str, str, Callable]]:
             async for m in ws:
                 if m.type == WSMsgType.TEXT:
                     try:
-                        msg = parse_message(json.loads(m.data), s.mode)
-                    except (InputError, ValueError) as e:
+                        msg = parse_message(decode_message(m.data), s.mode)
+                    except InputError as e:
                         queue.put_nowait(json.dumps({"type": "error", "message": str(e)}))
                         continue
                     if msg["type"] == "ping":

@@ -314,6 +314,48 @@ def test_unknown_sessions_malformed_and_oversized_payloads():
     mgr.close(s, "stopped")
 
 
+def test_hostile_json_is_a_400_and_a_websocket_error_message():
+    """JSON nested 2,000 deep or holding 400-digit integers (within the default 4 KiB message limit):
+    HTTP 400 with the reason, and on the websocket an error message while the socket stays open."""
+    mgr = live.SessionManager(max_sessions=1)
+    s = mgr.open("universal", idle_timeout=60)
+    hostile = {
+        "nested 2000 deep": b"[" * 2000 + b"]" * 2000,
+        "nested object": b'{"type": "input", "keys": ' + b"[" * 1500 + b"]" * 1500 + b"}",
+        "400-digit mouse": b'{"type": "input", "mouse": [0, ' + b"9" * 400 + b"]}",
+        "400-digit t": b'{"type": "ping", "t": -' + b"9" * 400 + b"}",
+        "binary": b"\xff\xfe\x00{",
+    }
+
+    async def body(client):
+        url = f"/matrix_game/session/{s.id}"
+        out = {}
+        for name, payload in hostile.items():
+            r = await client.post(url + "/input", data=payload)
+            out[name] = (r.status, (await r.json())["error"])
+        ws = await client.ws_connect(url + "/ws")
+        assert json.loads((await ws.receive(timeout=10)).data)["type"] == "session"
+        for name, payload in hostile.items():
+            if name != "binary":
+                await ws.send_str(payload.decode())
+                out["ws " + name] = json.loads((await ws.receive(timeout=10)).data)
+        await ws.send_str('{"type": "ping", "t": 2}')
+        out["ws pong"] = json.loads((await ws.receive(timeout=10)).data)
+        await ws.close()
+        return out
+
+    out = serve(mgr, body)
+    for name in hostile:
+        assert out[name][0] == 400, (name, out[name])
+    for name in ("nested 2000 deep", "nested object"):
+        assert "nested too deeply" in out[name][1] and "nested too deeply" in out["ws " + name]["message"]
+    for name in ("400-digit mouse", "400-digit t"):
+        assert "integer with 400 digits" in out[name][1] and out["ws " + name]["type"] == "error"
+    assert "not UTF-8" in out["binary"][1]
+    assert out["ws pong"]["type"] == "pong" and out["ws pong"]["t"] == 2           # the socket still works
+    mgr.close(s, "stopped")
+
+
 def test_session_cap_is_enforced_and_freed_on_close():
     mgr = live.SessionManager(max_sessions=2)
     a = mgr.open("universal")
@@ -514,3 +556,10 @@ def test_shared_roundtrip_fixture_python_side():
         assert format_number(float(value)) == text, value
     for b in cases["bench"]:
         assert bench_actions(b["mode"], b["num_frames"], b["seed"]).to_json() == b["canonical"]
+
+
+def test_parse_message_refuses_huge_ints_already_decoded():
+    with pytest.raises(live.InputError, match=r"mouse\[1\] must be a finite number"):
+        live.parse_message({"type": "input", "mouse": [0, 10 ** 400]}, "universal")
+    with pytest.raises(live.InputError, match=r"t must be a finite number"):
+        live.parse_message({"type": "ping", "t": -(10 ** 400)}, "universal")
