@@ -286,7 +286,9 @@ class MatrixGameSampler(io.ComfyNode):
                         "stops between denoising steps.",
             inputs=[
                 MatrixGameModel.Input("model", tooltip="From the Matrix-Game model loader."),
-                MatrixGameConditioning.Input("conditioning", tooltip="From Matrix-Game Encode Start Image."),
+                MatrixGameConditioning.Input("conditioning", lazy=True,
+                                             tooltip="From Matrix-Game Encode Start Image (encoded only after the "
+                                                     "track, mode and frame count have been checked)."),
                 MatrixGameActions.Input("actions", tooltip="The action track (same mode as the model), at least "
                                                            "1 + 4(n-1) video frames long."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
@@ -311,6 +313,14 @@ class MatrixGameSampler(io.ComfyNode):
                                       tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (core VAE Decode works on them "
                                               "too; Matrix-Game Decode streams them like the official demo).")],
         )
+
+    @classmethod
+    def check_lazy_status(cls, model, actions, latent_frames, conditioning=None, local_attn_size=0, sink_size=0,
+                          denoising_steps="", **_):
+        """Check the track, mode and lengths first; only then ask for the conditioning (so a wrong track
+        fails before the start image is encoded)."""
+        logic.check_sample_inputs(model, actions, latent_frames, local_attn_size, sink_size, denoising_steps)
+        return ["conditioning"] if conditioning is None else []
 
     @classmethod
     def execute(cls, model, conditioning, actions, seed, latent_frames, vae=None, local_attn_size=0, sink_size=0,

@@ -30,7 +30,7 @@ from matrix_game_core.pipeline import load_image, prepare_image  # noqa: E402
 from matrix_game_core.sampling import Conditioning, WorldSession  # noqa: E402
 from matrix_game_core.vae import StreamingDecoder, encode_start_image, normalize_latents  # noqa: E402
 
-from nodes import host, logic, nodes_v3  # noqa: E402
+from nodes import host, loaders, logic, nodes_v3  # noqa: E402
 
 if _STUBBED:  # the node classes hold what they need; leave no fake comfy_api behind for other modules
     for _k in [k for k in sys.modules if k == "comfy_api" or k.startswith("comfy_api.")]:
@@ -143,7 +143,7 @@ def test_model_loader_download_goes_through_the_engine(folders, monkeypatch):
         save_tiny_dit(mode, p)
         return {DIT_FILES[mode]: p}
 
-    monkeypatch.setattr(logic, "download", fake_download)
+    monkeypatch.setattr(loaders, "download", fake_download)
     m = logic.load_model("gta_drive", DIT_FILES["gta_drive"], download_if_missing=True)
     assert calls == [("gta_drive", str(folders["matrix_game"]), False)]
     assert m.mode == "gta_drive" and m.module.cfg.keyboard_dim == 2
@@ -465,3 +465,27 @@ def test_overlay_draws_keys_and_checks_lengths():
         logic.overlay(frames, logic.actions_bench("universal", 9, 0))
     with pytest.raises(MatrixGameError, match=r"\[T,H,W,3\]"):
         logic.overlay(torch.zeros(2, 3, 8, 8), tr)
+
+
+# ---------------------------------------------------------------------------------------------- fail fast
+def test_sampler_checks_the_track_before_asking_for_the_conditioning(tiny):
+    """The sampler's conditioning input is lazy: check_lazy_status refuses a wrong-mode or too-short
+    track (and bad settings) before ComfyUI evaluates the Encode Start Image node."""
+    schema = nodes_v3.MatrixGameSampler.define_schema()
+    cond_input = next(i for i in schema.inputs if i.id == "conditioning")
+    assert cond_input.kw.get("lazy") is True
+    model = tiny.model
+    check = nodes_v3.MatrixGameSampler.check_lazy_status
+    wrong_mode = logic.actions_bench("gta_drive", 57, 0)
+    with pytest.raises(MatrixGameError, match="is for mode 'gta_drive' but the model is 'universal'"):
+        check(model=model, actions=wrong_mode, latent_frames=15, seed=0)
+    short = logic.actions_bench("universal", 9, 0)
+    with pytest.raises(MatrixGameError, match="has 9 video frames but 15 latent frames need 57"):
+        check(model=model, actions=short, latent_frames=15, seed=0)
+    good = logic.actions_bench("universal", 57, 0)
+    with pytest.raises(MatrixGameError, match="multiple of 3"):
+        check(model=model, actions=good, latent_frames=14, seed=0)
+    with pytest.raises(MatrixGameError, match="denoising steps"):
+        check(model=model, actions=good, latent_frames=15, seed=0, denoising_steps="1000, 2000")
+    assert check(model=model, actions=good, latent_frames=15, seed=0, conditioning=None, vae=None) == ["conditioning"]
+    assert check(model=model, actions=good, latent_frames=15, seed=0, conditioning=object()) == []
