@@ -36,9 +36,12 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKFLOW = os.path.join(ROOT, "workflows", "Matrix-Game live - play with keys and mouse (CPU).json")
 PACK = "ComfyUI-MatrixGame"
+UNIVERSAL = os.path.join(ROOT, "workflows", "Matrix-Game universal - walk and look around.json")
 TIMELINE_NODE, LIVE_NODE = 10, 6
+UNIVERSAL_TIMELINE = 6                  # its Actions (JSON) node, shipped 420 px wide
 SHOTS = {"timeline.png": "timeline_widget.png", "timeline_vue.png": "timeline_widget_vue.png",
-         "live.jpg": "live_session.jpg"}
+         "live.jpg": "live_session.jpg", "timeline_420.png": "timeline_widget_420.png",
+         "templates.png": "template_browser.png"}
 
 if __name__ != "__main__":
     import pytest
@@ -199,6 +202,46 @@ def test_live_session_streams_frames_records_keys_and_outputs_the_video(report):
     # "-> Timeline" made an Actions (JSON) node holding the played track, ready to edit
     assert lv["timeline_node_type"] == "MatrixGameActionsFromJSON" and lv["timeline_node_value"] == lv["track"]
     assert lv["timeline_node_editor"]
+    # ... placed in free space beside the live node (a node sits where it used to go)
+    pl = lv["placement"]
+    assert pl["overlaps"] == [], pl
+    gap_x = pl["rect"][0] - (pl["live"][0] + pl["live"][2])
+    gap_y = pl["rect"][1] - (pl["live"][1] + pl["live"][3])
+    assert 0 <= gap_x <= 600 or 0 <= gap_y <= 600, pl
+
+
+def test_timeline_toolbar_fits_the_shipped_420px_node_and_shows_malformed_json(report):
+    b = report["toolbar"]
+    assert b["node_width"] == 420 and b["canvas_width"] >= 380
+    assert b["outside"] == [] and b["outside_with_json"] == [], b      # every control within the node
+    for label in ("Apply", "↶", "↷", "Snap", "✎ Paint", "−", "Fit", "+", "Import", "Export", "JSON"):
+        assert label in b["buttons"], label
+    text, scroll_w, client_w = b["info"]
+    assert text.endswith("5 blocks") and scroll_w <= client_w            # the info text is not cut off
+    assert b["json_box"]["visible"] and b["json_box"]["inside"] and b["json_box"]["lines"] >= 12, b["json_box"]
+    m = b["malformed"]
+    assert m["error"] and m["frames"] == "" and m["fps"] == "" and m["len_disabled"], m
+    assert "invalid" in m["info"] and "not valid JSON" in m["status"], m
+    assert b["after_preset"]["frames"] == "57" and not b["after_preset"]["error"]
+    assert _kb(b["after_preset"]["value"])["forward"] == [[0, 57]]
+
+
+def test_keyboard_undo_in_the_timeline_is_one_timeline_step_and_leaves_comfyui_history_alone(report):
+    u = report["undo"]
+    s = u["states"]                     # cleared, then three strokes on W, S, A
+    assert len(set(s)) == 4 and _kb(s[3]) == {"forward": [[0, 13]], "back": [[20, 31]], "left": [[35, 51]], "right": []}
+    assert u["focus_on_timeline"]
+    assert u["after_undo"] == s[2] and u["after_redo"] == s[3]         # one stroke per press
+    assert u["after_undo_ui"] == [True, True, True, True]              # widget history intact, same editor
+    assert u["tracker_after_undo"] == u["tracker_before"] + 1          # ComfyUI recorded the edit, undid nothing
+    assert u["graph_focus"] and u["graph_undos"] == [s[2], s[3]]       # ComfyUI's own undo: one edit per press
+
+
+def test_template_browser_shows_titles_and_thumbnails(report):
+    t = report["templates"]
+    names = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
+    assert sorted(t["titles"]) == names, t
+    assert t["thumbs"] == len(names) and t["thumbs_loaded"] == len(names), t
 
 
 def test_screenshots_were_taken(report):
@@ -236,7 +279,7 @@ def drive(url, out, chromium):  # runs in COMFYUI_PYTHON (playwright)
     post("/api/settings/Comfy.TutorialCompleted", True)
     with open(WORKFLOW) as f:
         wf = json.load(f)
-    rep = {"timeline": {}, "vue": {}, "live": {}}
+    rep = {"timeline": {}, "vue": {}, "live": {}, "toolbar": {}, "undo": {}, "templates": {}}
     logs = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True,
@@ -255,11 +298,11 @@ def drive(url, out, chromium):  # runs in COMFYUI_PYTHON (playwright)
             browser.close()
 
 
-def _load(page, wf):
-    page.evaluate("async (g) => { await app.loadGraphData(g, true, true, 'matrix_game_live_cpu_tiny'); }", wf)
+def _load(page, wf, node=TIMELINE_NODE, name="matrix_game_live"):
+    page.evaluate(f"async (g) => {{ await app.loadGraphData(g, true, true, {json.dumps(name)}); }}", wf)
     page.wait_for_timeout(800)
     page.keyboard.press("Escape")
-    page.wait_for_function(f"() => !!window.__mg.ed({TIMELINE_NODE})", timeout=30000)
+    page.wait_for_function(f"() => !!window.__mg.ed({node})", timeout=30000)
 
 
 def _drag(page, x0, y0, x1, y1, button="left"):
@@ -268,6 +311,127 @@ def _drag(page, x0, y0, x1, y1, button="left"):
     page.mouse.move(x1, y1, steps=8)
     page.mouse.up(button=button)
     page.wait_for_timeout(150)
+
+
+def _controls_outside(page, ed):
+    """Toolbar controls of the editor that lie (partly) outside its root element, or have no size."""
+    return page.evaluate(f"""() => {{ const e = {ed}, root = e.root.getBoundingClientRect();
+        const ctrls = [...e.root.querySelectorAll('.mg-bar button, .mg-bar select, .mg-bar input:not([type=file]), .mg-help, .mg-info')]
+            .filter((x) => getComputedStyle(x).display !== 'none');
+        return ctrls.filter((x) => {{ const r = x.getBoundingClientRect();
+            return r.width === 0 || r.left < root.left - 0.5 || r.right > root.right + 0.5 || r.top < root.top - 0.5 || r.bottom > root.bottom + 0.5; }})
+            .map((x) => x.textContent || x.title || x.tagName); }}""")
+
+
+def _drive_toolbar(page, out, rep):
+    """Every toolbar control at the node's shipped 420 px width (universal workflow); the JSON box; a
+    malformed JSON track typed into it."""
+    B = rep["toolbar"]
+    with open(UNIVERSAL) as f:
+        wf = json.load(f)
+    _load(page, wf, UNIVERSAL_TIMELINE, "universal")
+    page.evaluate(f"() => window.__mg.focusNode({UNIVERSAL_TIMELINE}, 1.0)")
+    page.wait_for_timeout(800)
+    ed = f"window.__mg.ed({UNIVERSAL_TIMELINE})"
+    B["node_width"] = page.evaluate(f"() => app.graph.getNodeById({UNIVERSAL_TIMELINE}).size[0]")
+    B["outside"] = _controls_outside(page, ed)
+    B["buttons"] = page.evaluate(f"() => [...{ed}.root.querySelectorAll('.mg-bar button')].map((b) => b.textContent)")
+    B["info"] = page.evaluate(f"() => {{ const i = {ed}.info; return [i.textContent, i.scrollWidth, i.clientWidth]; }}")
+    B["canvas_width"] = page.evaluate(f"() => {ed}.canvas.clientWidth")
+    r = page.evaluate(f"() => window.__mg.nodeRect({UNIVERSAL_TIMELINE})")
+    page.screenshot(path=os.path.join(out, "timeline_420.png"), clip={"x": max(0, r[0] - 10), "y": max(0, r[1] - 10),
+                                                                       "width": r[2] + 20, "height": r[3] + 20})
+    # the JSON button (a real click) shows the text box, tall enough to read a track
+    btn = page.evaluate_handle(f"() => [...{ed}.bar2.querySelectorAll('button')].find((b) => b.textContent === 'JSON')")
+    btn.as_element().click()
+    page.wait_for_timeout(500)
+    area = f"app.graph.getNodeById({UNIVERSAL_TIMELINE}).widgets.find((w) => w.name === 'track_json').element"
+    B["json_box"] = page.evaluate(f"""() => {{ const a = {area}, s = getComputedStyle(a);
+        const lh = parseFloat(s.lineHeight) || parseFloat(s.fontSize) * 1.2;
+        const r = a.getBoundingClientRect(), n = window.__mg.nodeRect({UNIVERSAL_TIMELINE});
+        return {{visible: a.offsetParent !== null, lines: a.clientHeight / lh, inside: r.bottom <= n[1] + n[3] + 1}}; }}""")
+    B["outside_with_json"] = _controls_outside(page, ed)
+    # type a malformed track into it (real keys): no frame count of the older track stays displayed
+    page.evaluate(f"() => {area}.focus()")
+    page.keyboard.press("Control+a")
+    page.keyboard.type('{"version": 1, "mode": "universal", "num_frames": 21')
+    page.wait_for_timeout(900)
+    B["malformed"] = page.evaluate(f"""() => {{ const e = {ed}; return {{frames: e.lenIn.value, fps: e.fpsIn.value,
+        info: e.info.textContent, len_disabled: e.lenIn.disabled, status: e.status.textContent, error: !!e.error}}; }}""")
+    # a preset replaces the malformed text (what the error message suggests)
+    sel = page.evaluate_handle(f"() => {ed}.presetSel").as_element()
+    sel.select_option("walk_forward")
+    page.evaluate_handle(f"() => [...{ed}.bar2.querySelectorAll('button')].find((b) => b.textContent === 'Apply')").as_element().click()
+    page.wait_for_timeout(300)
+    B["after_preset"] = page.evaluate(f"() => {{ const e = {ed}; return {{frames: e.lenIn.value, error: !!e.error, value: window.__mg.value({UNIVERSAL_TIMELINE})}}; }}")
+
+
+def _drive_undo(page, rep):
+    """Ctrl+Z / Ctrl+Y with the timeline focused act on the timeline only; on the graph, ComfyUI's
+    own undo goes back one timeline edit per press."""
+    U = rep["undo"]
+    with open(UNIVERSAL) as f:
+        wf = json.load(f)
+    _load(page, wf, UNIVERSAL_TIMELINE, "universal_undo")
+    page.evaluate(f"() => window.__mg.focusNode({UNIVERSAL_TIMELINE}, 1.25)")
+    page.wait_for_timeout(800)
+    nid = UNIVERSAL_TIMELINE
+    ed = f"window.__mg.ed({nid})"
+    val = lambda: page.evaluate(f"() => window.__mg.value({nid})")  # noqa: E731
+    x = lambda f: page.evaluate(f"() => {ed}.clientX({f})")  # noqa: E731
+    y = lambda lane: page.evaluate(f"() => {ed}.clientY({json.dumps(lane)})")  # noqa: E731
+    tracker = "app.extensionManager.workflow.activeWorkflow.changeTracker"
+    page.evaluate_handle(f"() => {ed}.presetSel").as_element().select_option("clear")
+    page.evaluate_handle(f"() => [...{ed}.bar2.querySelectorAll('button')].find((b) => b.textContent === 'Apply')").as_element().click()
+    page.wait_for_timeout(300)
+    states = [val()]
+    for lane, f0, f1 in (("forward", 0, 12), ("back", 20, 30), ("left", 35, 50)):
+        _drag(page, x(f0), y(lane), x(f1), y(lane))
+        page.wait_for_timeout(200)
+        states.append(val())
+    U["states"] = states
+    page.evaluate(f"() => {{ window.__mg.edBefore = {ed}; }}")
+    U["tracker_before"] = page.evaluate(f"() => {tracker}.undoQueue.length")
+    U["focus_on_timeline"] = page.evaluate(f"() => document.activeElement === {ed}.canvas")
+    page.keyboard.press("Control+z")
+    page.wait_for_timeout(500)
+    U["after_undo"] = val()
+    U["after_undo_ui"] = page.evaluate(f"() => [{ed}.history.canUndo, {ed}.history.canRedo, !{ed}.undoBtn.disabled, {ed} === window.__mg.edBefore]")
+    U["tracker_after_undo"] = page.evaluate(f"() => {tracker}.undoQueue.length")
+    page.keyboard.press("Control+y")
+    page.wait_for_timeout(500)
+    U["after_redo"] = val()
+    # ComfyUI's undo on the graph: click empty canvas, then each Ctrl+Z goes back one recorded state (the
+    # timeline's undo and redo above were edits too). Two presses: restoring a state lets ComfyUI re-order
+    # unlinked nodes, which it records as a change of its own after that.
+    r = page.evaluate(f"() => window.__mg.nodeRect({nid})")
+    page.mouse.click(r[0] + r[2] + 60, r[1] + r[3] + 60)
+    page.wait_for_timeout(300)
+    U["graph_focus"] = page.evaluate(f"() => document.activeElement !== {ed}.canvas")
+    seq = []
+    for _ in range(2):
+        page.keyboard.press("Control+z")
+        page.wait_for_timeout(900)
+        seq.append(val())
+    U["graph_undos"] = seq
+
+
+def _drive_templates(page, out, rep):
+    """The template browser lists the pack's workflows with readable titles and thumbnails."""
+    TP = rep["templates"]
+    page.evaluate("async () => { await app.extensionManager.command.execute('Comfy.BrowseTemplates'); }")
+    page.wait_for_timeout(1500)
+    item = page.get_by_text("Matrix-Game 2.0", exact=True).first
+    item.click()
+    page.wait_for_timeout(2500)
+    TP.update(page.evaluate("""() => {
+        const titles = [...document.querySelectorAll('h3')].map((h) => h.textContent.trim()).filter((t) => t.startsWith('Matrix-Game'));
+        const imgs = [...document.querySelectorAll('img')].filter((i) => (i.currentSrc || i.src).includes('/workflow_templates/'));
+        return {titles, thumbs: imgs.length, thumbs_loaded: imgs.filter((i) => i.complete && i.naturalWidth > 0).length};
+    }"""))
+    page.screenshot(path=os.path.join(out, "templates.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(500)
 
 
 def _drive(page, url, wf, out, rep):
@@ -365,6 +529,10 @@ def _drive(page, url, wf, out, rep):
     page.evaluate("async () => { await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false); }")
     page.wait_for_timeout(500)
 
+    _drive_toolbar(page, out, rep)
+    _drive_undo(page, rep)
+    _drive_templates(page, out, rep)
+
     # ---------------------------------------------------------------- live session
     L = rep["live"]
     _load(page, wf)
@@ -434,8 +602,17 @@ def _drive(page, url, wf, out, rep):
                 with open(path, "wb") as f:
                     f.write(_get(base + "/view?" + q, 120)[1])
                 L["video_path"] = path
+    # a node where "-> Timeline" used to put its node (right of the live node): the new one must avoid it
+    page.evaluate(f"""() => {{ const live = app.graph.getNodeById({LIVE_NODE});
+        const n = LiteGraph.createNode('MarkdownNote'); app.graph.add(n);
+        n.pos = [live.pos[0] + live.size[0] + 40, live.pos[1]]; n.size = [500, 300]; }}""")
     page.evaluate_handle(f"() => {view}.timelineBtn").as_element().click()
     page.wait_for_timeout(500)
+    L["placement"] = page.evaluate(f"""() => {{ const n = {view}.timelineNode, live = app.graph.getNodeById({LIVE_NODE});
+        const t = LiteGraph.NODE_TITLE_HEIGHT || 30, r = (q) => [q.pos[0], q.pos[1] - t, q.size[0], q.size[1] + t];
+        const hit = (a, b) => a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3];
+        const me = r(n);
+        return {{rect: me, live: r(live), overlaps: app.graph.nodes.filter((q) => q !== n && hit(me, r(q))).map((q) => q.type)}}; }}""")
     L.update(page.evaluate(f"""() => {{ const n = {view}.timelineNode;
         return {{timeline_node_type: n && n.type, timeline_node_value: n && n.widgets.find((w) => w.name === 'track_json').value,
                  timeline_node_editor: !!(n && window.MatrixGameTimeline.editorFor(n.id))}}; }}"""))

@@ -17,6 +17,7 @@ objects against the engine, inside the server's python.
 """
 import base64
 import copy
+import io
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -42,6 +44,8 @@ PACK = "ComfyUI-MatrixGame"
 TINY_MODEL = "random-tiny (untrained, CPU test)"
 TINY_PART = "random-tiny (untrained)"
 WF = os.path.join(ROOT, "workflows", "api")
+UI_WF = os.path.join(ROOT, "workflows")
+MODEL_EXT = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 MODE_WORKFLOWS = ["matrix_game_universal", "matrix_game_gta_drive", "matrix_game_templerun"]
 CPU_WORKFLOW = "matrix_game_cpu_tiny_random"
 NODE_IDS = ["MatrixGameModelLoader", "MatrixGameVAELoader", "MatrixGameImageEncoderLoader",
@@ -307,6 +311,66 @@ def test_object_info_lists_every_node_with_tooltips(server):
     opts = ck[1]["options"] if ck[0] == "COMBO" else ck[0]
     assert TINY_MODEL in opts and "tiny_gta_drive.safetensors" in opts
     assert "matrixgame_templerun_demo.json" in info["MatrixGameActionsFromFile"]["input"]["required"]["file"][1]["options"]
+
+
+def _ui_workflows():
+    """File names of the shipped UI-format workflows (the pack's templates)."""
+    return sorted(f for f in os.listdir(UI_WF) if f.endswith(".json"))
+
+
+def _get_raw(server, path):
+    with urllib.request.urlopen(server.url + path, timeout=60) as r:
+        return r.status, r.headers.get("Content-Type", ""), r.read()
+
+
+def test_templates_have_readable_titles_a_category_and_thumbnails(server):
+    """ComfyUI's template browser (frontend 1.49) lists a pack's templates by file name only: the name
+    is the card's title, ``/api/workflow_templates/<pack>/<name>.jpg`` its thumbnail, and the
+    category label comes from the pack's ``locales`` (``templateWorkflows.category.<pack>``)."""
+    code, tpl = server.http("GET", "/api/workflow_templates")
+    assert code == 200 and sorted(tpl[PACK]) == [f[:-5] for f in _ui_workflows()], tpl.get(PACK)
+    for name in tpl[PACK]:
+        assert name.startswith("Matrix-Game ") and " - " in name and "_" not in name, name   # a title, not an id
+        quoted = "/api/workflow_templates/" + urllib.parse.quote(PACK) + "/" + urllib.parse.quote(name)
+        code, ctype, body = _get_raw(server, quoted + ".json")
+        assert code == 200 and json.loads(body)["nodes"], name
+        code, ctype, body = _get_raw(server, quoted + ".jpg")
+        assert code == 200 and ctype == "image/jpeg" and body[:3] == b"\xff\xd8\xff", (name, ctype)
+        from PIL import Image
+        im = Image.open(io.BytesIO(body))
+        assert im.size[0] >= 300 and im.size[1] >= 200, (name, im.size)
+    code, i18n = server.http("GET", "/i18n")
+    assert code == 200 and i18n["en"]["templateWorkflows"]["category"][PACK] == "Matrix-Game 2.0"
+
+
+def test_workflows_name_every_model_file_with_its_download_url_and_folder(server):
+    """Every model file a shipped workflow selects carries ``properties.models`` (name, url,
+    directory) on its node, as core's templates do: what ComfyUI's missing-model list reads to offer
+    the download. The DiT's URL is the official file of that mode; the directories are model
+    folders this server knows."""
+    sys.path.insert(0, ROOT)
+    from matrix_game_core.checkpoints import DIT_FILES, HF_REPO
+    code, folders = server.http("GET", "/api/experiment/models")
+    assert code == 200
+    dirs = {f["name"] for f in folders}
+    assert "matrix_game" in dirs
+    dits = set()
+    for fname in _ui_workflows():
+        with open(os.path.join(UI_WF, fname)) as f:
+            wf = json.load(f)
+        for n in wf["nodes"]:
+            files = [v for v in n.get("widgets_values") or [] if isinstance(v, str) and v.lower().endswith(MODEL_EXT)]
+            meta = {m["name"]: m for m in (n.get("properties") or {}).get("models", [])}
+            for v in files:
+                m = meta.get(v)
+                assert m, f"{fname}: node {n['id']} ({n['type']}) selects {v} without properties.models for it"
+                assert m["directory"] in dirs, (fname, m)
+                assert m["url"].startswith("https://huggingface.co/") and m["url"].endswith("/" + os.path.basename(v))
+                if n["type"] == "MatrixGameModelLoader":
+                    assert m["directory"] == "matrix_game" and v in DIT_FILES.values(), (fname, m)
+                    assert m["url"] == f"https://huggingface.co/{HF_REPO}/resolve/main/{v}"
+                    dits.add(v)
+    assert dits == set(DIT_FILES.values())       # each official checkpoint, in the workflow of its mode
 
 
 @pytest.mark.parametrize("name", MODE_WORKFLOWS)

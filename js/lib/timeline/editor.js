@@ -9,6 +9,9 @@ import { Geometry, mixin } from "./geometry.js";
 import { Input } from "./input.js";
 import { CSS, Toolbar } from "./toolbar.js";
 
+/** Height of the JSON text box when shown (CSS px, about 15 lines). */
+export const JSON_BOX_H = 240;
+
 /** Hide or show a widget in the canvas and in Vue nodes (the core CreateBoundingBoxes pattern). */
 export function setWidgetHidden(widget, hidden) {
   widget.hidden = hidden;
@@ -153,6 +156,9 @@ export class TimelineEditor {
   toggleJson() {
     this.jsonShown = !this.jsonShown;
     setWidgetHidden(this.textWidget, !this.jsonShown);
+    // the text box gets room for a track (ComfyUI's multiline default is about 4 lines)
+    const opts = (this.textWidget.options = this.textWidget.options || {});
+    opts.getMinHeight = () => JSON_BOX_H;
     const node = this.node;
     const want = node.computeSize?.();
     if (want) node.setSize([node.size[0], want[1]]);
