@@ -54,7 +54,11 @@ def list_action_files() -> List[str]:
 
 
 def actions_from_file(name: str):
-    """Read an action track JSON file from ComfyUI's input folder."""
+    """Read an action track JSON file (UTF-8) from ComfyUI's input folder.
+
+    Raises:
+        MatrixGameError: no name, a name leaving the folder, an unreadable / binary / malformed file.
+    """
     if not isinstance(name, str) or not name.strip():
         raise MatrixGameError("No action file selected; put a .json track into ComfyUI/input/ and refresh the page.")
     parts = name.replace("\\", "/").split("/")
@@ -63,12 +67,12 @@ def actions_from_file(name: str):
                               f"from the list.")
     path = os.path.join(host.input_dir(), *parts)
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise MatrixGameError(f"Cannot read action file {name!r} in ComfyUI/input ({e.strerror or e}); put the file "
                               f"there and refresh the page.") from e
-    return actions_from_json(text)
+    return _actions_mod().ActionTrack.from_json(data)     # bytes: must be UTF-8 (a clear error otherwise)
 
 
 def action_file_stamp(name: str) -> str:

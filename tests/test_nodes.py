@@ -423,6 +423,11 @@ def test_actions_from_file_and_join(folders):
         logic.actions_from_file("../secret.json")
     with pytest.raises(MatrixGameError, match="Cannot read action file"):
         logic.actions_from_file("missing.json")
+    for data, msg in [(b"\x89PNG\r\n\x1a\n\xff", "is not UTF-8 text"), (b"[" * 100000, "nested too deeply"),
+                      (b'{"version": ' + b"1" * 500 + b"}", "integer with 500 digits")]:
+        (folders["input"] / "bad.json").write_bytes(data)
+        with pytest.raises(MatrixGameError, match=msg):
+            run(nodes_v3.MatrixGameActionsFromFile, file="bad.json")
     other = logic.actions_bench("universal", 9, 0)
     with pytest.raises(MatrixGameError, match="same mode"):
         logic.actions_concat(tr, other)
