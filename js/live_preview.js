@@ -26,6 +26,8 @@ function viewFor(nodeId) {
   return null;
 }
 window.MatrixGameLive = { views, viewFor };
+/** Frames narrower than this are drawn scaled up by a whole factor (the embedded model's 112 px). */
+const MIN_CANVAS_WIDTH = 640;
 
 const CSS = `
 .mg-live { display:flex; flex-direction:column; gap:4px; height:100%; min-height:260px; box-sizing:border-box; font:11px/1.3 system-ui, sans-serif; color:#ddd; }
@@ -140,6 +142,7 @@ class LiveView {
     this.info = info;
     this.input = new InputState(info.mode);
     this.queue.clear();
+    if (info.fps > 0) this.queue.fps = info.fps;   // the model's frame rate (17.5 for the embedded ViZDoom model)
     this.latency = new LatencyMeter();
     this.framesReceived = this.framesShown = this.blocks = 0;
     this.trackJson = null;
@@ -353,13 +356,16 @@ class LiveView {
   }
 
   paint(bmp) {
+    // small frames (the embedded model's 112x64) are drawn scaled up, so the key overlay stays readable
+    const k = Math.max(1, Math.round(MIN_CANVAS_WIDTH / bmp.width));
     for (const { canvas } of this.surfaces) {
-      if (canvas.width !== bmp.width || canvas.height !== bmp.height) {
-        canvas.width = bmp.width;
-        canvas.height = bmp.height;
+      if (canvas.width !== bmp.width * k || canvas.height !== bmp.height * k) {
+        canvas.width = bmp.width * k;
+        canvas.height = bmp.height * k;
       }
       const g = canvas.getContext("2d");
-      g.drawImage(bmp, 0, 0);
+      g.imageSmoothingQuality = "high";
+      g.drawImage(bmp, 0, 0, canvas.width, canvas.height);
       this.drawKeys(g, canvas.width, canvas.height);
     }
   }

@@ -17,39 +17,66 @@ from matrix_game_core.sampling import Conditioning, WorldSession
 from matrix_game_core.vae import StreamingDecoder, denormalize_latents, encode_start_image
 
 from . import host
-from .loaders import MatrixGameModel, engine_clip, engine_vae
+from .loaders import (EMBEDDED, OFFICIAL_FRAME, MatrixGameModel, ModelFrame, NoImageEncoder, embedded_fix,
+                      embedded_frame, engine_clip, engine_vae, model_frame)
 from .tracks import BLOCK
 
 
 # ================================================================================================ encode
+def _check_encoder_pair(frame: ModelFrame, clip_vision, clip_vision_output) -> None:
+    """The VAE and the image encoder must belong to the same model (the embedded model: its VAE and
+    the image encoder 'none'; the official models: the Wan 2.1 VAE and CLIP ViT-H/14)."""
+    none = isinstance(clip_vision, NoImageEncoder)
+    real = clip_vision_output is not None or (clip_vision is not None and not none)
+    if not frame.image_encoder and real:
+        raise MatrixGameError(f"The VAE is the {frame.name!r} model's, which takes no image encoder, but an image "
+                              f"encoder is connected: " + embedded_fix(" (or use the Wan 2.1 VAE for an official "
+                                                                       "model)."))
+    if frame.image_encoder and none:
+        raise MatrixGameError(f"The image encoder is {EMBEDDED!r} (none), but the VAE is not that model's: "
+                              + embedded_fix(" (or, for an official model, Load CLIP Vision with clip_vision_h "
+                                             "and the Wan 2.1 VAE)."))
+    if frame.image_encoder and not real:
+        raise MatrixGameError("Connect an image encoder: 'clip_vision' (Load CLIP Vision with clip_vision_h.safetensors, "
+                              "or the Matrix-Game image encoder loader) or a 'clip_vision_output'.")
+
+
 def encode(image: torch.Tensor, vae, clip_vision=None, clip_vision_output=None, crop: str = "center",
            length: int = 15) -> Conditioning:
     """Start image -> ``MATRIX_GAME_CONDITIONING``.
 
-    ``image``: IMAGE ``[B,H,W,3]`` in 0..1 (the first image is used), fitted to 352x640 by ``crop``.
-    ``cond_concat [1,20,length,44,80]`` comes from the engine's causal VAE encode of the image and
+    The model the VAE belongs to (:func:`~.loaders.model_frame`: the official models, or the
+    embedded ViZDoom model whose VAE says so) sets the frame size ``H x W`` (352x640 official,
+    64x112 embedded) and how many latent frames are encoded (official: ``length``; embedded: the 3
+    it was trained with, the sampler repeats the last).
+
+    ``image``: IMAGE ``[B,H,W,3]`` in 0..1 (the first image is used), fitted to ``H x W`` by ``crop``.
+    ``cond_concat [1,20,n,H/8,W/8]`` comes from the engine's causal VAE encode of the image and
     grey frames; ``visual_context [1,257,1280]`` from ``clip_vision`` encoded the official way (224^2
-    squash, no crop, 31 of 32 blocks) or taken as is from ``clip_vision_output.penultimate_hidden_states``.
+    squash, no crop, 31 of 32 blocks), taken as is from ``clip_vision_output.penultimate_hidden_states``,
+    or zeros for a model that takes no image encoder (:class:`~.loaders.NoImageEncoder`).
     """
     if crop not in CROP_MODES:
         raise MatrixGameError(f"Unknown crop mode {crop!r}; choose one of {', '.join(CROP_MODES)}.")
     if length < 1:
         raise MatrixGameError(f"length must be at least 1 latent frame (got {length}).")
-    if clip_vision is None and clip_vision_output is None:
-        raise MatrixGameError("Connect an image encoder: 'clip_vision' (Load CLIP Vision with clip_vision_h.safetensors, "
-                              "or the Matrix-Game image encoder loader) or a 'clip_vision_output'.")
+    frame = model_frame(vae)
+    _check_encoder_pair(frame, clip_vision, clip_vision_output)
     if not isinstance(image, torch.Tensor):
         raise MatrixGameError(f"image must be an IMAGE tensor, got {type(image).__name__}.")
-    img = prepare_image(image[:1] if image.dim() == 4 else image, crop=crop)     # [1,3,352,640] in [-1,1]
+    h, w = frame.frame_size
+    img = prepare_image(image[:1] if image.dim() == 4 else image, crop=crop, height=h, width=w)  # [1,3,h,w] in [-1,1]
     vae_part = engine_vae(vae)
     parts = [vae_part.patcher]
-    clip_part = engine_clip(clip_vision) if clip_vision_output is None else None
+    clip_part = engine_clip(clip_vision) if frame.image_encoder and clip_vision_output is None else None
     if clip_part is not None:
         parts.append(clip_part.patcher)
     host.load_models(parts)
     v = vae_part.module
-    cond_concat = encode_start_image(v, img.to(v.device), int(length)).float()
-    if clip_part is not None:
+    cond_concat = encode_start_image(v, img.to(v.device), frame.conditioning_frames(length)).float()
+    if not frame.image_encoder:
+        visual = torch.zeros(1, 257, 1280)                   # no image tokens (pipeline.encode_conditioning)
+    elif clip_part is not None:
         visual = encode_image(clip_part.module, img)
     else:
         visual = getattr(clip_vision_output, "penultimate_hidden_states", None)
@@ -59,6 +86,53 @@ def encode(image: torch.Tensor, vae, clip_vision=None, clip_vision_output=None, 
         visual = visual[:1]
     out = host.intermediate_device()
     return Conditioning(cond_concat.to(out), visual.float().to(out))
+
+
+def check_conditioning(model: MatrixGameModel, conditioning) -> None:
+    """The start image's conditioning must fit the model: its image features (width, and none for
+    the embedded model), its channels and its latent frame size (``frame_size / 8``; a conditioning
+    encoded with another model's VAE has another size). Used by the sampler and the live session.
+
+    Raises:
+        MatrixGameError: the first mismatch, naming the loaders to fix.
+    """
+    if not isinstance(conditioning, Conditioning):
+        raise MatrixGameError("conditioning must come from the Matrix-Game start-image encode node.")
+    cfg = model.module.cfg
+    vis, cc = conditioning.visual_context, conditioning.cond_concat
+    if vis.shape[-1] != cfg.img_dim:
+        raise MatrixGameError(f"The start-image features have width {vis.shape[-1]} but this model expects {cfg.img_dim}: "
+                              + ("the random-tiny model needs the random-tiny VAE and image encoder."
+                                 if model.is_tiny or cfg.img_dim != 1280 else
+                                 "use clip_vision_h (ViT-H/14, 1280) for the image encoder."))
+    if cc.shape[1] != cfg.in_dim - cfg.out_dim:
+        raise MatrixGameError(f"conditioning has {cc.shape[1]} channels; expected "
+                              f"{cfg.in_dim - cfg.out_dim}. Encode the start image with a Wan 2.1 VAE.")
+    fh, fw = cfg.frame_size
+    h, w = (int(s) * 8 for s in cc.shape[-2:])
+    if (h, w) != (fh, fw):
+        fix = (embedded_fix(".") if model.is_embedded else
+               f"use the Wan 2.1 VAE (wan_2.1_vae.safetensors) and clip_vision_h with this model, or pick {EMBEDDED!r} "
+               f"in the model loader too." if (h, w) == embedded_frame().frame_size else
+               "encode the start image with this model's VAE.")
+        raise MatrixGameError(f"The start image was encoded at {w}x{h} but {model.label} works at {fw}x{fh}: {fix}")
+    if model.is_embedded and bool(vis.abs().sum() > 0):
+        raise MatrixGameError(f"The conditioning carries image-encoder features but {EMBEDDED!r} takes none: "
+                              + embedded_fix("."))
+
+
+def check_vae(model: MatrixGameModel, vae) -> None:
+    """A VAE that decodes this model's latents must be its VAE: the embedded model's with the
+    embedded model, a Wan 2.1 VAE with the official ones (:func:`~.loaders.model_frame`).
+
+    Raises:
+        MatrixGameError: the VAE belongs to another model.
+    """
+    frame = model_frame(vae)
+    if frame.frame_size != tuple(model.module.cfg.frame_size):
+        fix = embedded_fix(".") if model.is_embedded or frame.name == EMBEDDED else "use this model's VAE."
+        raise MatrixGameError(f"The VAE is the {frame.name} VAE ({frame.frame_size[1]}x{frame.frame_size[0]}) but the "
+                              f"model is {model.label}: {fix}")
 
 
 # ================================================================================================ sample
@@ -153,34 +227,27 @@ def check_sample_inputs(model, actions, latent_frames: int, local_attn_size: int
 def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: int, latent_frames: int,
            vae=None, local_attn_size: int = 0, sink_size: int = 0, denoising_steps: str = "") -> Dict[str, torch.Tensor]:
     """Generate ``latent_frames`` latent frames block by block; returns LATENT ``{"samples": raw
-    (un-normalized) Wan-2.1 latents [B,16,latent_frames,44,80]}`` on ComfyUI's intermediate device.
+    (un-normalized) Wan-2.1 latents [B,16,latent_frames,H/8,W/8]}`` (44x80; 8x14 for the
+    embedded model) on ComfyUI's intermediate device.
 
     Inputs are checked first (:func:`check_sample_inputs`). After each block: a progress step with a
     preview (the block's first latent frame decoded on its own when ``vae`` is given, else a
     latent->RGB preview) and an interrupt check; interrupts are also checked between denoising steps."""
     steps = check_sample_inputs(model, actions, latent_frames, local_attn_size, sink_size, denoising_steps)
-    if not isinstance(conditioning, Conditioning):
-        raise MatrixGameError("conditioning must come from the Matrix-Game start-image encode node.")
     n = int(latent_frames)
     need = video_frames_for_latents(n)
     window = None if local_attn_size == 0 else int(local_attn_size)
     sink = None if sink_size == 0 else int(sink_size)
     model.ensure_loaded()
+    check_conditioning(model, conditioning)
     cfg = model.module.cfg
-    vis = conditioning.visual_context
-    if vis.shape[-1] != cfg.img_dim:
-        raise MatrixGameError(f"The start-image features have width {vis.shape[-1]} but this model expects {cfg.img_dim}: "
-                              + ("the random-tiny model needs the random-tiny VAE and image encoder."
-                                 if model.is_tiny or cfg.img_dim != 1280 else
-                                 "use clip_vision_h (ViT-H/14, 1280) for the image encoder."))
-    if conditioning.cond_concat.shape[1] != cfg.in_dim - cfg.out_dim:
-        raise MatrixGameError(f"conditioning has {conditioning.cond_concat.shape[1]} channels; expected "
-                              f"{cfg.in_dim - cfg.out_dim}. Encode the start image with a Wan 2.1 VAE.")
     eff_window = window or model.module.window_frames
     if sink is not None and sink >= eff_window:
         raise MatrixGameError(f"sink size {sink} must be smaller than the local attention window ({eff_window}).")
     h, w = conditioning.cond_concat.shape[-2:]
     tokens = (h // cfg.patch_size[1]) * (w // cfg.patch_size[2])
+    if vae is not None:
+        check_vae(model, vae)
     vae_part = engine_vae(vae) if vae is not None else None
     host.load_models([model.patcher] + ([vae_part.patcher] if vae_part else []),
                      memory_required=_cache_bytes(cfg, tokens, eff_window, model.dtype,
@@ -221,6 +288,11 @@ def decode(vae, latent) -> torch.Tensor:
         shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         raise MatrixGameError(f"Expected a video LATENT of Wan 2.1 latents [B,16,T,h,w]; got {shape}. Connect the "
                               f"Matrix-Game sampler's output (or another Wan 2.1 video latent).")
+    frame = model_frame(vae)
+    if frame is not OFFICIAL_FRAME and tuple(8 * int(d) for d in z.shape[-2:]) != frame.frame_size:
+        raise MatrixGameError(f"These latents are {8 * z.shape[-1]}x{8 * z.shape[-2]} video but the VAE is the {frame.name} "
+                              f"VAE ({frame.frame_size[1]}x{frame.frame_size[0]}): decode them with the VAE of the model "
+                              f"that made them (the Wan 2.1 VAE for the official models).")
     part = engine_vae(vae)
     host.load_models([part.patcher])
     dec = StreamingDecoder(part.module)

@@ -132,7 +132,7 @@ def run_live_session(model, conditioning, vae, seed: int = 0, max_blocks: int = 
         MatrixGameError: bad inputs; the session cap is reached; the session ended before its
             first block (nobody played: the message says how to start).
     """
-    from matrix_game_core.sampling import Conditioning, WorldSession
+    from matrix_game_core.sampling import WorldSession
     from matrix_game_core.vae import StreamingDecoder
 
     from . import host, logic
@@ -141,8 +141,6 @@ def run_live_session(model, conditioning, vae, seed: int = 0, max_blocks: int = 
     notify = notify or send_event
     if not isinstance(model, logic.MatrixGameModel):
         raise MatrixGameError("model must come from the Matrix-Game model loader.")
-    if not isinstance(conditioning, Conditioning):
-        raise MatrixGameError("conditioning must come from the Matrix-Game start-image encode node.")
     if vae is None:
         raise MatrixGameError("Connect a Wan 2.1 VAE: the live session decodes every block to show it.")
     if int(max_blocks) < 1:
@@ -151,12 +149,8 @@ def run_live_session(model, conditioning, vae, seed: int = 0, max_blocks: int = 
         raise MatrixGameError("idle timeout must be > 0 s and wait for input >= 0 s.")
     model.ensure_loaded()
     cfg = model.module.cfg
-    vis = conditioning.visual_context
-    if vis.shape[-1] != cfg.img_dim:
-        raise MatrixGameError(f"The start-image features have width {vis.shape[-1]} but this model expects "
-                              f"{cfg.img_dim}: " + ("the random-tiny model needs the random-tiny VAE and image encoder."
-                                                    if model.is_tiny or cfg.img_dim != 1280 else
-                                                    "use clip_vision_h (ViT-H/14, 1280) for the image encoder."))
+    logic.check_conditioning(model, conditioning)
+    logic.check_vae(model, vae)
     vae_part = logic.engine_vae(vae)
     h, w = conditioning.cond_concat.shape[-2:]
     tokens = (h // cfg.patch_size[1]) * (w // cfg.patch_size[2])
@@ -164,7 +158,7 @@ def run_live_session(model, conditioning, vae, seed: int = 0, max_blocks: int = 
                      memory_required=logic._cache_bytes(cfg, tokens, model.module.window_frames, model.dtype, 1))
     session = manager.open(model.mode, node_id=None if node_id is None else str(node_id),
                            idle_timeout=float(idle_timeout), wait_for_input=float(wait_for_input),
-                           max_blocks=int(max_blocks), seed=int(seed), fps=float(logic.FPS))
+                           max_blocks=int(max_blocks), seed=int(seed), fps=model.fps)
     world = None
     try:
         world = WorldSession(model.module, conditioning, decoder=StreamingDecoder(vae_part.module), seed=int(seed),

@@ -1,5 +1,15 @@
 """Loader nodes' logic: the DiT (``MATRIX_GAME_MODEL``), the VAE and the image encoder as native
-ComfyUI objects, the engine modules built from them, and the untrained tiny models.
+ComfyUI objects, the engine modules built from them, the embedded ViZDoom model that ships in the
+package (:mod:`matrix_game_core.embedded`) and the untrained tiny models.
+
+The embedded model is chosen by the same name (:data:`EMBEDDED`) in all three loaders:
+
+* model loader: its DiT (ModelPatcher-managed like any other);
+* VAE loader: its VAE as a native ``VAE`` that also carries :class:`ModelFrame` (the frame size
+  and conditioning frames of the model it belongs to; :func:`model_frame`), which is how Encode
+  Start Image knows to prepare 64x112 images and encode 3 latent frames;
+* image-encoder loader: :class:`NoImageEncoder`, "this model takes no image encoder" (Encode Start
+  Image turns it into zero image tokens, as the model was trained).
 
 Part of :mod:`.logic` (which re-exports every name); no ComfyUI import here (see :mod:`.host`).
 """
@@ -10,18 +20,20 @@ import functools
 import os
 import weakref
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from matrix_game_core import embedded
 from matrix_game_core.checkpoints import DIT_FILES, download, load_dit
-from matrix_game_core.config import MODES, check_mode
+from matrix_game_core.config import MODES, VIDEO_HEIGHT, VIDEO_WIDTH, check_mode
 from matrix_game_core.errors import MatrixGameError
 from matrix_game_core.image_encoder import VisionConfig, convert_to_comfy_clip_vision, load_image_encoder
 from matrix_game_core.pipeline import random_tiny
 from matrix_game_core.vae import load_wan_vae
 
 from . import host
+from .tracks import FPS
 
 #: Checkpoint-list entry of the model loader that builds the untrained tiny DiT (CPU smoke tests).
 TINY_MODEL = "random-tiny (untrained, CPU test)"
@@ -29,6 +41,9 @@ TINY_MODEL = "random-tiny (untrained, CPU test)"
 TINY_PART = "random-tiny (untrained)"
 #: Seed of the tiny random weights: the same seed everywhere, so the three tiny parts always match.
 TINY_SEED = 0
+#: The list entry of the embedded ViZDoom model, the same in the model, VAE and image-encoder
+#: loaders (listed only when its files are installed: ``embedded.available()``).
+EMBEDDED = embedded.NAME
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTENTION = ("auto", "sdpa", "flash_attn")
 
@@ -45,6 +60,72 @@ def _tiny_encoders():
     draw, so a workflow gets identical weights whatever the mode; their shapes fit every tiny DiT)."""
     c = tiny_components("universal")
     return c.vae, c.image_encoder
+
+
+# ================================================================================================ embedded
+@dataclass(frozen=True)
+class ModelFrame:
+    """What Encode Start Image must know about the model a VAE belongs to: the video frame size
+    ``(height, width)`` in pixels, the start-image conditioning latent frames it was trained with
+    (None = encode the whole run, as officially) and whether it takes image-encoder features."""
+
+    name: str
+    frame_size: Tuple[int, int]
+    cond_latent_frames: Optional[int]
+    image_encoder: bool
+
+    def conditioning_frames(self, num_latent_frames: int) -> int:
+        """Latent frames to encode for a run of ``num_latent_frames`` (see ``ModelConfig.conditioning_frames``)."""
+        n = int(num_latent_frames)
+        return min(n, self.cond_latent_frames) if self.cond_latent_frames else n
+
+
+#: The official models (and random-tiny): 352x640, the whole run encoded, CLIP ViT-H/14 features.
+OFFICIAL_FRAME = ModelFrame("Matrix-Game 2.0", (VIDEO_HEIGHT, VIDEO_WIDTH), None, True)
+#: Attribute of a native ``VAE`` object that holds its :class:`ModelFrame` (set by our VAE loader).
+MODEL_FRAME_ATTR = "matrix_game_model_frame"
+
+
+def embedded_frame() -> ModelFrame:
+    """The embedded model's :class:`ModelFrame` (from its shipped ``dit/config.json``)."""
+    cfg = embedded.config_json()
+    cond = cfg.get("cond_latent_frames")
+    return ModelFrame(EMBEDDED, embedded.video_size(), int(cond) if cond else None,
+                      cfg.get("image_encoder", None) is not None)
+
+
+def model_frame(vae) -> ModelFrame:
+    """The :class:`ModelFrame` a native ``VAE`` carries (the embedded VAE), else the official one."""
+    got = getattr(vae, MODEL_FRAME_ATTR, None)
+    return got if isinstance(got, ModelFrame) else OFFICIAL_FRAME
+
+
+def _embedded_entries() -> List[str]:
+    return [EMBEDDED] if embedded.available() else []
+
+
+class NoImageEncoder:
+    """The image-encoder loader's output for a model that takes none (the embedded ViZDoom model):
+    Matrix-Game Encode Start Image turns it into zero image tokens ``[1,257,1280]``, the input the
+    model was trained with. Anything else that tries to use it as a CLIP model gets a clear error."""
+
+    def __init__(self, model: str = EMBEDDED):
+        self.model = model
+
+    def _refuse(self, *_a, **_k):
+        raise MatrixGameError(f"The {self.model!r} image encoder is 'none' (that model takes no image features); "
+                              f"connect it only to Matrix-Game Encode Start Image.")
+
+    encode_image = _refuse
+    load_sd = _refuse
+
+    def __repr__(self):
+        return f"NoImageEncoder(for {self.model!r})"
+
+
+def embedded_fix(tail: str) -> str:
+    """The fix for a graph that mixes the embedded model with other parts (error messages)."""
+    return f"pick {EMBEDDED!r} in all three: the model loader, the VAE loader and the image encoder loader{tail}"
 
 
 # ================================================================================================ names
@@ -84,6 +165,15 @@ class MatrixGameModel:
     def is_tiny(self) -> bool:
         return self.recipe.get("checkpoint") == TINY_MODEL
 
+    @property
+    def is_embedded(self) -> bool:
+        return self.recipe.get("checkpoint") == EMBEDDED
+
+    @property
+    def fps(self) -> float:
+        """Video frames per second the model was trained at (the embedded model: its recordings' rate)."""
+        return embedded.fps() if self.is_embedded else float(FPS)
+
     def ensure_loaded(self) -> None:
         if self.module is None:
             self.module, self.patcher, self.label = _build_dit(**self.recipe)
@@ -103,11 +193,12 @@ _LOADED_BY_NODE: Dict[str, "weakref.ReferenceType[MatrixGameModel]"] = {}
 
 
 def list_checkpoints() -> List[str]:
-    """Model-loader choices: the tiny entry, the ``.safetensors`` files in ``models/matrix_game``, and
-    the official file names of each mode (downloadable with "download if missing")."""
+    """Model-loader choices: the embedded ViZDoom model (when installed), the ``.safetensors`` files in
+    ``models/matrix_game``, the official file names of each mode (downloadable with "download if
+    missing") and, last, the untrained tiny entry (tests)."""
     have = host.list_files(host.MODEL_FOLDER, (".safetensors", ".sft"))
     official = [DIT_FILES[m] for m in MODES]
-    return [TINY_MODEL] + have + [p for p in official if p not in have]
+    return _embedded_entries() + have + [p for p in official if p not in have] + [TINY_MODEL]
 
 
 def _official_mode_of(name: str) -> Optional[str]:
@@ -151,6 +242,10 @@ def _build_dit(mode: str, checkpoint: str, dtype: torch.dtype, attention: str, p
         module = load_dit(tiny.state_dict(), mode=mode, config=copy.deepcopy(tiny.cfg), device=host.offload_device(),
                           dtype=dtype, operations=ops, attention_backend=attention)
         label = f"random-tiny {mode} (UNTRAINED: output is noise)"
+    elif checkpoint == EMBEDDED:
+        module = load_dit(embedded.DIT_FILE, mode=mode, device=host.offload_device(), dtype=dtype, operations=ops,
+                          attention_backend=attention)
+        label = EMBEDDED
     else:
         module = load_dit(path, mode=mode, device=host.offload_device(), dtype=dtype, operations=ops,
                           attention_backend=attention)
@@ -168,8 +263,13 @@ def load_model(mode: str, checkpoint: str, dtype: str = "auto", attention: str =
     if attention not in ATTENTION:
         raise MatrixGameError(f"Unknown attention backend {attention!r}; choose one of {', '.join(ATTENTION)}.")
     check_file_name(checkpoint, "checkpoint")
+    if checkpoint == EMBEDDED:
+        _check_embedded_installed()
+        if mode != "universal":
+            raise MatrixGameError(f"{EMBEDDED!r} is a 'universal' model (W/A/S/D + mouse); set mode to 'universal', "
+                                  f"or pick the official {mode} checkpoint ({DIT_FILES[mode]}).")
     dt = host.dtype_for(dtype, host.torch_device())
-    path = None if checkpoint == TINY_MODEL else resolve_checkpoint(checkpoint, mode, download_if_missing)
+    path = None if checkpoint in (TINY_MODEL, EMBEDDED) else resolve_checkpoint(checkpoint, mode, download_if_missing)
     recipe = dict(mode=mode, checkpoint=checkpoint, dtype=dt, attention=attention, path=path)
     if node_key is not None:
         ref = _LOADED_BY_NODE.get(node_key)
@@ -195,9 +295,16 @@ def _list_parts(kind: str, keyword: str) -> List[str]:
     return names + ours
 
 
+def _check_embedded_installed() -> None:
+    if not embedded.available():
+        raise MatrixGameError(f"{EMBEDDED!r} is not installed (its files are missing under {embedded.ROOT}); "
+                              f"reinstall the pack, or pick an official Matrix-Game 2.0 file.")
+
+
 def list_vae_files() -> List[str]:
-    """VAE-loader choices: files in ``models/vae``, VAE files in ``models/matrix_game``, the tiny entry."""
-    return _list_parts("vae", "vae") + [TINY_PART]
+    """VAE-loader choices: the embedded model's VAE (when installed), files in ``models/vae``, VAE
+    files in ``models/matrix_game``, the tiny entry."""
+    return _embedded_entries() + _list_parts("vae", "vae") + [TINY_PART]
 
 
 def _find_part(kind: str, name: str, what: str) -> str:
@@ -215,6 +322,12 @@ def load_vae(name: str):
     if name == TINY_PART:
         vae, _ = _tiny_encoders()
         return host.native_vae(vae.state_dict(), standalone_module=vae)
+    if name == EMBEDDED:
+        _check_embedded_installed()
+        module = load_wan_vae(embedded.VAE_FILE, device="cpu", dtype=torch.float32)
+        native = host.native_vae(module.state_dict(), standalone_module=module)
+        setattr(native, MODEL_FRAME_ATTR, embedded_frame())
+        return native
     path = _find_part("vae", name, "VAE")
     module = load_wan_vae(path, device="cpu", dtype=torch.float32)   # checks it is the Wan-2.1 VAE
     return host.native_vae(module.state_dict(), standalone_module=module)
@@ -269,10 +382,10 @@ def engine_vae(native) -> _EnginePart:
 
 # ================================================================================================ CLIP
 def list_clip_files() -> List[str]:
-    """Image-encoder-loader choices: files in ``models/clip_vision``, CLIP files in
-    ``models/matrix_game`` (the official ``models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth``),
-    the tiny entry."""
-    return _list_parts("clip_vision", "clip") + [TINY_PART]
+    """Image-encoder-loader choices: the embedded model's "none" (when installed), files in
+    ``models/clip_vision``, CLIP files in ``models/matrix_game`` (the official
+    ``models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth``), the tiny entry."""
+    return _embedded_entries() + _list_parts("clip_vision", "clip") + [TINY_PART]
 
 
 def clip_config(cfg: VisionConfig) -> Dict[str, Any]:
@@ -290,7 +403,11 @@ engine_clip_to_hf = convert_to_comfy_clip_vision
 def load_clip_vision(name: str):
     """Our image-encoder loader: the official ``models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth``
     (visual tower only; any layout the engine reads) -> a native ``CLIP_VISION`` (ComfyUI's
-    ``ClipVisionModel``, exactly what core's CLIPVisionLoader makes from ``clip_vision_h.safetensors``)."""
+    ``ClipVisionModel``, exactly what core's CLIPVisionLoader makes from ``clip_vision_h.safetensors``);
+    the embedded model's entry gives :class:`NoImageEncoder`."""
+    if name == EMBEDDED:
+        _check_embedded_installed()
+        return NoImageEncoder()
     if name == TINY_PART:
         _, tower = _tiny_encoders()
     else:

@@ -15,10 +15,11 @@ The functions live in four modules, one responsibility each; this module re-expo
 * :mod:`.extras`: the demo inputs and the action-following report.
 """
 from .extras import DEMO_PREFIX, DEMO_SOURCES, action_following_report, demo_inputs, install_demo_inputs
-from .generation import (_cache_bytes, _to_pil, check_sample_inputs, decode, encode, latent_preview, overlay,
-                         parse_steps, sample)
-from .loaders import (ATTENTION, DTYPES, TINY_MODEL, TINY_PART, TINY_SEED, MatrixGameModel, check_file_name,
-                      clip_config, engine_clip, engine_clip_to_hf, engine_vae, list_checkpoints, list_clip_files,
-                      list_vae_files, load_clip_vision, load_model, load_vae, resolve_checkpoint, tiny_components)
+from .generation import (_cache_bytes, _to_pil, check_conditioning, check_sample_inputs, check_vae, decode, encode,
+                         latent_preview, overlay, parse_steps, sample)
+from .loaders import (ATTENTION, DTYPES, EMBEDDED, OFFICIAL_FRAME, TINY_MODEL, TINY_PART, TINY_SEED, MatrixGameModel,
+                      ModelFrame, NoImageEncoder, check_file_name, clip_config, embedded_frame, engine_clip,
+                      engine_clip_to_hf, engine_vae, list_checkpoints, list_clip_files, list_vae_files,
+                      load_clip_vision, load_model, load_vae, model_frame, resolve_checkpoint, tiny_components)
 from .tracks import (BLOCK, FPS, action_file_stamp, actions_bench, actions_concat, actions_from_file,
                      actions_from_json, default_track_json, list_action_files, summarize)

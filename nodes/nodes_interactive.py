@@ -39,14 +39,16 @@ class MatrixGameLiveSession(io.ComfyNode):
                 MatrixGameModel.Input("model", tooltip="From the Matrix-Game model loader (its mode sets the keys)."),
                 MatrixGameConditioning.Input("conditioning", tooltip="From Matrix-Game Encode Start Image: the world's "
                                                                      "first frame."),
-                io.Vae.Input("vae", tooltip="Wan 2.1 VAE (core Load VAE or the Matrix-Game VAE loader): decodes every "
-                                            "block for the live view."),
+                io.Vae.Input("vae", tooltip="The model's VAE (Wan 2.1: core Load VAE or the Matrix-Game VAE loader; the "
+                                            "embedded ViZDoom model: its entry in the Matrix-Game VAE loader): decodes "
+                                            "every block for the live view."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Noise seed; the same seed and the same played actions give the same video."),
                 io.Int.Input("max_blocks", default=20, min=1, max=1000,
                              tooltip="The session ends after this many blocks (12 video frames each, 9 for the first): "
-                                     "20 blocks = 237 frames = 9.5 s at 25 fps. Frames are kept in memory for the "
-                                     "output (about 0.7 MB per frame)."),
+                                     "20 blocks = 237 frames = 9.5 s at 25 fps (13.5 s at the embedded model's "
+                                     "17.5 fps). Frames are kept in memory for the output (about 0.7 MB per 352x640 "
+                                     "frame, 21 kB at 64x112)."),
                 io.Float.Input("wait_for_input", default=0.0, min=0.0, max=60.0, step=0.1,
                                tooltip="0 = free-running (each block uses the keys held and the mouse moved so far). "
                                        "> 0: each block first waits up to this many seconds for new input, so the "
@@ -58,7 +60,8 @@ class MatrixGameLiveSession(io.ComfyNode):
                              tooltip="JPEG quality of the streamed frames (the output IMAGE is not compressed)."),
             ],
             outputs=[io.Image.Output("images", display_name="images",
-                                     tooltip="Every frame played [T,352,640,3] (T = 9 + 12 per further block)."),
+                                     tooltip="Every frame played [T,H,W,3] (352x640; 64x112 for the embedded model; "
+                                             "T = 9 + 12 per further block)."),
                      MatrixGameActions.Output("actions", display_name="actions",
                                               tooltip="The recorded action track (exactly what each block was "
                                                       "generated with): edit it in a timeline and re-render offline.")],

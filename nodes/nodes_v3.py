@@ -52,14 +52,16 @@ class MatrixGameModelLoader(io.ComfyNode):
             category=CATEGORY,
             search_aliases=["world model", "Matrix-Game 2.0", "load checkpoint"],
             description="Loads the Matrix-Game 2.0 world model (DiT) for one mode. Files live in "
-                        "ComfyUI/models/matrix_game/. 'random-tiny' is an UNTRAINED tiny model for CPU tests "
-                        "(its video is noise); pair it with the random-tiny VAE and image encoder.",
+                        "ComfyUI/models/matrix_game/. 'embedded ViZDoom (CPU)' is a small universal model trained on "
+                        "Doom play that ships with the pack (64x112 video, runs on a CPU); pick it in the VAE and image "
+                        "encoder loaders too. 'random-tiny' is an UNTRAINED tiny model for tests (its video is noise).",
             inputs=[
                 io.Combo.Input("mode", options=list(MODES), default="universal", tooltip=_MODE_TIP),
-                io.Combo.Input("checkpoint", options=logic.list_checkpoints(), default=logic.TINY_MODEL,
+                io.Combo.Input("checkpoint", options=logic.list_checkpoints(), default=logic.list_checkpoints()[0],
                                tooltip="The DiT file in models/matrix_game/ (official: base_distill for universal, "
                                        "gta_keyboard2dim for gta_drive, templerun_7dim_onlykey for templerun). It must "
-                                       "match the mode. 'random-tiny' = untrained test model (noise)."),
+                                       "match the mode. 'embedded ViZDoom (CPU)' = the small Doom model shipped with the "
+                                       "pack (universal). 'random-tiny' = untrained test model (noise)."),
                 io.Combo.Input("dtype", options=list(logic.DTYPES), default="auto",
                                tooltip="Weight and compute precision. auto = bf16 on a GPU (fp16 where bf16 is "
                                        "unsupported), fp32 on the CPU."),
@@ -98,10 +100,14 @@ class MatrixGameVAELoader(io.ComfyNode):
             display_name="Matrix-Game VAE Loader (Wan2.1_VAE.pth)",
             category=CATEGORY,
             description="Loads the official Wan2.1_VAE.pth from models/vae/ or models/matrix_game/ as a normal ComfyUI "
-                        "VAE. Core's Load VAE with wan_2.1_vae.safetensors works just as well.",
+                        "VAE (core's Load VAE with wan_2.1_vae.safetensors works just as well), or the VAE of the "
+                        "embedded ViZDoom model: a native VAE that also tells Encode Start Image its model's frame "
+                        "size (64x112).",
             inputs=[io.Combo.Input("vae_name", options=logic.list_vae_files(),
                                    tooltip="Wan 2.1 VAE file (Wan2.1_VAE.pth or wan_2.1_vae.safetensors). "
-                                           "'random-tiny' = the untrained tiny VAE that goes with the random-tiny model.")],
+                                           "'embedded ViZDoom (CPU)' = the VAE of the embedded model (use it with that "
+                                           "model). 'random-tiny' = the untrained tiny VAE that goes with the random-tiny "
+                                           "model.")],
             outputs=[io.Vae.Output("vae", display_name="vae", tooltip="A native ComfyUI VAE (Wan 2.1).")],
         )
 
@@ -121,12 +127,16 @@ class MatrixGameImageEncoderLoader(io.ComfyNode):
             category=CATEGORY,
             description="Loads the image tower of the official models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth "
                         "(models/clip_vision/ or models/matrix_game/) as a normal ComfyUI CLIP_VISION. Core's Load CLIP "
-                        "Vision with clip_vision_h.safetensors is the same model.",
+                        "Vision with clip_vision_h.safetensors is the same model. The embedded ViZDoom model takes no "
+                        "image encoder: its entry means 'none' (Encode Start Image then uses zero image tokens).",
             inputs=[io.Combo.Input("clip_name", options=logic.list_clip_files(),
-                                   tooltip="The official CLIP .pth (only its visual tower is read) or clip_vision_h."
-                                           " 'random-tiny' = the untrained tiny encoder for the random-tiny model.")],
+                                   tooltip="The official CLIP .pth (only its visual tower is read) or clip_vision_h. "
+                                           "'embedded ViZDoom (CPU)' = none (that model takes no image features; connect "
+                                           "it only to Matrix-Game Encode Start Image). 'random-tiny' = the untrained "
+                                           "tiny encoder for the random-tiny model.")],
             outputs=[io.ClipVision.Output("clip_vision", display_name="clip_vision",
-                                          tooltip="A native ComfyUI CLIP_VISION (ViT-H/14).")],
+                                          tooltip="A native ComfyUI CLIP_VISION (ViT-H/14), or 'none' for the embedded "
+                                                  "ViZDoom model.")],
         )
 
     @classmethod
@@ -136,7 +146,8 @@ class MatrixGameImageEncoderLoader(io.ComfyNode):
 
 # ================================================================================================ encode
 class MatrixGameEncodeStartImage(io.ComfyNode):
-    """Start image -> conditioning: causal VAE latents of the image + CLIP ViT-H/14 features."""
+    """Start image -> conditioning: causal VAE latents of the image + CLIP ViT-H/14 features (none for
+    the embedded ViZDoom model)."""
 
     @classmethod
     def define_schema(cls):
@@ -144,27 +155,33 @@ class MatrixGameEncodeStartImage(io.ComfyNode):
             node_id="MatrixGameEncodeStartImage",
             display_name="Matrix-Game Encode Start Image",
             category=CATEGORY,
-            description="Fits the start image to 352x640, VAE-encodes it (followed by grey frames, as the official "
-                        "pipeline does) and encodes it with the image encoder (224x224 squash, no crop, features of the "
-                        "31st of 32 blocks).",
+            description="Fits the start image to the model's frame size, VAE-encodes it (followed by grey frames, as "
+                        "the official pipeline does) and encodes it with the image encoder (224x224 squash, no crop, "
+                        "features of the 31st of 32 blocks). The VAE says which model it is for: official Wan 2.1 VAE "
+                        "-> 352x640, 'length' latent frames; the embedded ViZDoom VAE -> 64x112, the 3 latent frames "
+                        "that model was trained with, zero image tokens.",
             inputs=[
-                io.Image.Input("image", tooltip="The first frame of the world. Any size of at least 64x64; the first "
-                                                "image of a batch is used."),
-                io.Vae.Input("vae", tooltip="Wan 2.1 VAE: core Load VAE (wan_2.1_vae.safetensors) or the Matrix-Game "
-                                            "VAE loader."),
+                io.Image.Input("image", tooltip="The first frame of the world. Any size of at least 64x64 (fitted to "
+                                                "the model's frame size); the first image of a batch is used."),
+                io.Vae.Input("vae", tooltip="The model's VAE; it also sets the frame size. Wan 2.1 (core Load VAE with "
+                                            "wan_2.1_vae.safetensors, or the Matrix-Game VAE loader): 352x640. The "
+                                            "Matrix-Game VAE loader's 'embedded ViZDoom (CPU)': 64x112."),
                 io.ClipVision.Input("clip_vision", optional=True,
                                     tooltip="CLIP ViT-H/14: core Load CLIP Vision (clip_vision_h.safetensors) or the "
-                                            "Matrix-Game image encoder loader. Encoded the official way (no centre crop)."),
+                                            "Matrix-Game image encoder loader. Encoded the official way (no centre crop). "
+                                            "For the embedded ViZDoom model: its loader entry ('none') or nothing."),
                 io.ClipVisionOutput.Input("clip_vision_output", optional=True,
                                           tooltip="Alternative to clip_vision: the output of core CLIP Vision Encode, used "
                                                   "as is. Set its crop to 'none' to match the official preprocessing "
                                                   "(close, not bit-identical: core resizes with antialiasing)."),
                 io.Combo.Input("crop", options=list(CROP_MODES), default="center",
-                               tooltip="How the image is fitted to 352x640: center = crop to the aspect, then resize "
-                                       "(official); stretch = resize, squashing the aspect; pad = letterbox with grey."),
+                               tooltip="How the image is fitted to the frame size (352x640, or 64x112 for the embedded "
+                                       "model): center = crop to the aspect, then resize (official); stretch = resize, "
+                                       "squashing the aspect; pad = letterbox with grey."),
                 io.Int.Input("length", default=15, min=1, max=4096, step=1,
                              tooltip="Latent frames to encode; set it to the sampler's latent frames (official). "
-                                     "The sampler can run longer: later frames reuse the last encoded one."),
+                                     "The sampler can run longer: later frames reuse the last encoded one. The "
+                                     "embedded ViZDoom model encodes at most 3 (as it was trained)."),
             ],
             outputs=[MatrixGameConditioning.Output("conditioning", display_name="conditioning",
                                                    tooltip="The start image's conditioning for the Matrix-Game sampler.")],
@@ -295,10 +312,10 @@ class MatrixGameSampler(io.ComfyNode):
                              tooltip="Noise seed; the same seed gives the same video on any device."),
                 io.Int.Input("latent_frames", default=15, min=3, max=3000, step=3,
                              tooltip="Latent frames to generate, a multiple of 3; the video has 1 + 4(n-1) frames "
-                                     "(15 -> 57 frames = 2.3 s at 25 fps)."),
+                                     "(15 -> 57 frames = 2.3 s at 25 fps; the embedded ViZDoom model: 3.3 s at 17.5 fps)."),
                 io.Vae.Input("vae", optional=True,
-                             tooltip="Optional Wan 2.1 VAE for decoded preview frames while sampling (a small extra "
-                                     "decode per block); without it the preview is a rough latent->RGB picture."),
+                             tooltip="Optional: the model's VAE for decoded preview frames while sampling (a small "
+                                     "extra decode per block); without it the preview is a rough latent->RGB picture."),
                 io.Int.Input("local_attn_size", default=0, min=0, max=64, advanced=True,
                              tooltip="Local attention window in latent frames; 0 = the model's (6; gta_drive 4). "
                                      "Larger remembers more but costs memory and may drift from training."),
@@ -310,7 +327,8 @@ class MatrixGameSampler(io.ComfyNode):
                                         "(1000, 666, 333; templerun 1000, 750, 500, 250)."),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
-                                      tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (core VAE Decode works on them "
+                                      tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (8x14 for the embedded model; "
+                                              "core VAE Decode with the same VAE works on them "
                                               "too; Matrix-Game Decode streams them like the official demo).")],
         )
 
@@ -344,7 +362,8 @@ class MatrixGameDecode(io.ComfyNode):
             inputs=[io.Vae.Input("vae", tooltip="Wan 2.1 VAE (core Load VAE or the Matrix-Game VAE loader)."),
                     io.Latent.Input("latent", tooltip="Video latents from the Matrix-Game sampler.")],
             outputs=[io.Image.Output("images", display_name="images",
-                                     tooltip="The video frames as an IMAGE batch [T,352,640,3].")],
+                                     tooltip="The video frames as an IMAGE batch [T,352,640,3] (64x112 for the embedded "
+                                             "model).")],
         )
 
     @classmethod
