@@ -22,8 +22,9 @@ The model output is a **flow prediction** ``v = noise - x0`` (``utils/wan_wrappe
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -37,6 +38,55 @@ from .rope import action_rope_cos_sin, apply_action_rope, apply_main_rope, main_
 
 #: Number of CLIP image tokens (class token + 16x16 patches of ViT-H/14 at 224^2).
 IMAGE_TOKENS = 257
+
+
+@dataclass
+class BlockPlan:
+    """Per-block inputs of the cached block step, on the model's device (no host sync to use them).
+
+    Attributes:
+        start_frame: absolute latent frame of the block (host bookkeeping only; the compiled step
+            never reads it).
+        num_frames: F, latent frames in the block (3).
+        rope: main RoPE ``(cos, sin)``, each ``[F*N, head_dim/2]`` float64 (fp32 models) / float32.
+        arope: action RoPE ``(cos, sin)``, each ``[F, 64]`` float32, or None without action module.
+        slots: long ``[F]``, ring-buffer slots of the frames (:class:`~.caches.FrameRing`).
+        valid: leading cache slots attended to (``min(end_frame, window)``; constant once the
+            window is full).
+    """
+
+    start_frame: int
+    num_frames: int
+    rope: Tuple[torch.Tensor, torch.Tensor]
+    arope: Optional[Tuple[torch.Tensor, torch.Tensor]]
+    slots: torch.Tensor
+    valid: int
+
+
+def action_window(rows: torch.Tensor, start_frame: int, num_frames: int,
+                  ratio: int = 4, windows_size: int = 3) -> torch.Tensor:
+    """The fixed-size slice of raw action rows one block needs: rows
+    ``[ratio*(start_frame - windows_size), ratio*(start_frame + num_frames - 1))`` (20 rows for a
+    block of 3 latent frames), indices below 0 copied from row 0 (the official left padding).
+
+    In these rows the block's latent frames sit at ``windows_size .. windows_size+num_frames-1``:
+    ``latent_action_windows(action_window(r, s, F), windows_size, F) == latent_action_windows(r, s, F)``.
+    The shape does not depend on ``start_frame``, so the block step sees static shapes and the
+    keyboard branch embeds 20 rows instead of the whole history.
+
+    Args:
+        rows: ``[B, T, C]`` raw per-video-frame actions (the history up to the block's last row).
+    Returns:
+        ``[B, ratio*(windows_size+num_frames-1), C]``, same dtype/device as ``rows`` (a gather made
+        on the rows' device: a new contiguous tensor, no host copy).
+    Raises:
+        ValueError: ``rows`` is too short for the block (as :func:`latent_action_windows`).
+    """
+    end = ratio * (start_frame + num_frames - 1)
+    if rows.shape[1] < max(end, 1):
+        raise ValueError(f"block at latent frame {start_frame} needs {max(end, 1)} action rows; got {rows.shape[1]}")
+    idx = torch.arange(ratio * (start_frame - windows_size), end, device=rows.device).clamp_min(0)
+    return rows[:, idx]
 
 
 def _ops(operations):
@@ -53,7 +103,8 @@ def sinusoidal_embedding_1d(dim: int, position: torch.Tensor) -> torch.Tensor:
     """
     half = dim // 2
     position = position.to(torch.float64)
-    sinusoid = torch.outer(position, torch.pow(10000, -torch.arange(half).to(position).div(half)))
+    # arange made on the position's device: no host-to-device copy inside the block step
+    sinusoid = torch.outer(position, torch.pow(10000, -torch.arange(half, device=position.device).to(position).div(half)))
     return torch.cat([torch.cos(sinusoid), torch.sin(sinusoid)], dim=1)
 
 
@@ -109,8 +160,7 @@ class SelfAttention(_Projections):
     """``CausalWanSelfAttention``: full-dim RMS q/k norms before the head split, 3-D RoPE at the
     absolute latent frame, K cached after RoPE."""
 
-    def forward(self, x, rope, grid, lc: Optional[LayerCache], cache: Optional[ModelCache], start_frame,
-                mask, backend):
+    def forward(self, x, rope, grid, lc: Optional[LayerCache], slots, nv, mask, backend):
         b, s, _ = x.shape
         n, d = self.num_heads, self.head_dim
         q = self.norm_q(self.q(x)).view(b, s, n, d)
@@ -123,10 +173,8 @@ class SelfAttention(_Projections):
             out = attention(q, k, v, mask=mask, backend=backend)
         else:
             f, npf = grid[0], grid[1] * grid[2]
-            slots = cache.slot_index(start_frame, f, lc.k.device)
             lc.k.index_copy_(2, slots, k.reshape(b, n, f, npf, d))
             lc.v.index_copy_(2, slots, v.reshape(b, n, f, npf, d))
-            nv = cache.ring.valid(start_frame + f)
             out = attention(q, lc.k[:, :, :nv].flatten(2, 3), lc.v[:, :, :nv].flatten(2, 3), backend=backend)
         return self.o(out.transpose(1, 2).reshape(b, s, n * d))
 
@@ -185,14 +233,17 @@ class ActionModule(nn.Module):
             self.keyboard_attn_kv = ops.Linear(ac.hidden_size * self.window_rows, 2 * kd, bias=ac.qkv_bias, **kw)
             self.proj_keyboard = ops.Linear(kd, ac.img_hidden_size, bias=ac.qkv_bias, **kw)
 
-    def forward(self, x, grid, mouse, keyboard, start_frame, lc, cache, frame_mask, backend, arope):
+    def forward(self, x, grid, mouse, keyboard, action_start, lc, slots, nv, frame_mask, backend, arope):
         """
         Args:
             x: ``[B, F*N, C]`` hidden states (token order f, h, w).
             grid: ``(F, h, w)`` token grid; ``N = h*w``.
             mouse: ``[B, T, 2]`` raw mouse rows or None; keyboard: ``[B, T, K]`` raw keyboard rows.
-            start_frame: absolute index of the first latent frame of ``x``.
-            lc/cache: layer cache and model cache (None for the uncached path).
+            action_start: latent frame of ``x[:, 0]`` in the coordinates of the rows: the absolute
+                start frame for a whole action history, ``windows_size`` for the fixed window of
+                :func:`~matrix_game_core.actions.action_window` (rows ``[4s-12, 4(s+F-1))``).
+            lc: layer cache (None for the uncached path); slots: long ``[F]`` cache slots of the
+                frames; nv: number of valid leading slots to attend to.
             frame_mask: uncached path only, bool ``[F, F]`` (query frame, key frame).
             arope: ``(cos, sin)`` of the action RoPE for these frames (:func:`action_rope_cos_sin`).
         """
@@ -200,13 +251,10 @@ class ActionModule(nn.Module):
         b = x.shape[0]
         ac = self.ac
         cos, sin = arope
-        if lc is not None:
-            slots = cache.slot_index(start_frame, f, x.device)
-            nv = cache.ring.valid(start_frame + f)
         hidden = x
         if ac.enable_mouse and mouse is not None:
             h = x.view(b, f, npf, -1).transpose(1, 2).reshape(b * npf, f, -1)          # (b s) t c
-            win = latent_action_windows(mouse.to(x.dtype), start_frame, f, ac.vae_time_compression_ratio,
+            win = latent_action_windows(mouse.to(x.dtype), action_start, f, ac.vae_time_compression_ratio,
                                         ac.windows_size)                               # [B, F, 12, 2]
             win = win.reshape(b, 1, f, -1).expand(b, npf, f, win.shape[2] * win.shape[3]).reshape(b * npf, f, -1)
             z = self.mouse_mlp(torch.cat([h, win], dim=-1))
@@ -226,7 +274,7 @@ class ActionModule(nn.Module):
             hidden = x + self.proj_mouse(out)
         if ac.enable_keyboard and keyboard is not None:
             emb = self.keyboard_embed(keyboard.to(x.dtype))                           # [B, T, hidden]
-            g = latent_action_windows(emb, start_frame, f, ac.vae_time_compression_ratio, ac.windows_size)
+            g = latent_action_windows(emb, action_start, f, ac.vae_time_compression_ratio, ac.windows_size)
             g = g.reshape(b, f, -1)                                                   # [B, F, 12*hidden]
             q = self.mouse_attn_q(hidden).view(b, f * npf, self.heads, -1)
             k, v = self.keyboard_attn_kv(g).view(b, f, 2, self.heads, -1).unbind(2)   # [B, F, H, D]
@@ -264,7 +312,7 @@ class AttentionBlock(nn.Module):
                                  ops.Linear(cfg.ffn_dim, dim, **kw))
         self.modulation = nn.Parameter(torch.empty(1, 6, dim, **kw))
 
-    def forward(self, x, e0, rope, grid, lc, cache, start_frame, mouse, keyboard, ctx_kv, masks, backend):
+    def forward(self, x, e0, rope, grid, lc, slots, nv, action_start, mouse, keyboard, ctx_kv, masks, backend):
         b = x.shape[0]
         f, npf = grid[0], grid[1] * grid[2]
         m = (self.modulation.to(e0.dtype).unsqueeze(1) + e0).chunk(6, dim=2)        # each [B, F, 1, C]
@@ -272,11 +320,11 @@ class AttentionBlock(nn.Module):
         def mod(t, shift, scale):
             return (_layer_norm(t, self.eps).unflatten(1, (f, npf)) * (1 + scale) + shift).flatten(1, 2)
 
-        y = self.self_attn(mod(x, m[0], m[1]), rope, grid, lc, cache, start_frame, masks["self"], backend)
+        y = self.self_attn(mod(x, m[0], m[1]), rope, grid, lc, slots, nv, masks["self"], backend)
         x = x + (y.unflatten(1, (f, npf)) * m[2]).flatten(1, 2)
         x = x + self.cross_attn(self.norm3(x), ctx_kv[0], ctx_kv[1], backend)
         if self.action_model is not None:
-            x = self.action_model(x, grid, mouse, keyboard, start_frame, lc, cache, masks["frame"], backend,
+            x = self.action_model(x, grid, mouse, keyboard, action_start, lc, slots, nv, masks["frame"], backend,
                                   masks["arope"])
         y = self.ffn(mod(x, m[3], m[4]))
         return x + (y.unflatten(1, (f, npf)) * m[5]).flatten(1, 2)
@@ -392,10 +440,17 @@ class CausalWanModel(nn.Module):
         cache.context_ready = True
 
     # ------------------------------------------------------------------ forward
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype activations run in (= the non-quantized parameters' dtype; fp8-stored Linear
+        weights are cast to it on use, see :mod:`.ops`)."""
+        return self.patch_embedding.weight.dtype
+
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, cond_concat: torch.Tensor,
                 visual_context: Optional[torch.Tensor] = None, keyboard: Optional[torch.Tensor] = None,
                 mouse: Optional[torch.Tensor] = None, start_frame: int = 0,
-                cache: Optional[ModelCache] = None) -> torch.Tensor:
+                cache: Optional[ModelCache] = None, plan: Optional["BlockPlan"] = None,
+                step_fn: Optional[Callable] = None) -> torch.Tensor:
         """Flow prediction for latent frames ``start_frame .. start_frame+F-1``.
 
         Args:
@@ -403,56 +458,124 @@ class CausalWanModel(nn.Module):
             timestep: ``[B, F]`` float timesteps in [0, 1000] (the warped values, e.g. 908.84).
             cond_concat: ``[B, 20, F, h, w]`` = [mask 4, image latents 16] for these frames.
             visual_context: ``[B, 257, 1280]`` image tokens; needed unless ``cache`` already holds them.
-            keyboard: ``[B, T, K]`` raw per-video-frame keyboard rows (``T >= 4*(start_frame+F-1)``).
-            mouse: ``[B, T, 2]`` raw mouse rows (pitch, yaw) or None (templerun).
+            keyboard: ``[B, T, K]`` raw per-video-frame keyboard rows (``T >= 4*(start_frame+F-1)``),
+                or, with ``plan``, the block's fixed window ``[B, 4*(3+F-1), K]`` of
+                :func:`~matrix_game_core.actions.action_window`.
+            mouse: ``[B, T, 2]`` raw mouse rows (pitch, yaw) or None (templerun); windowed like
+                ``keyboard`` when ``plan`` is given.
             start_frame: absolute latent index of ``x[:, :, 0]``.
             cache: a :class:`ModelCache` from :meth:`new_cache` for block-wise causal generation
                 (then F is one block); None runs the whole sequence at once with the block-causal
                 local-window mask (the uncached reference path).
+            plan: the block's device-resident RoPE tables and cache slots from :meth:`plan_block`
+                (cached path only); then the action rows are the fixed window (static shapes).
+            step_fn: replaces :meth:`step_forward` (a compiled version of it, :mod:`.compile`).
         Returns:
             ``[B, 16, F, h, w]`` flow prediction (``noise - x0``), dtype of the parameters.
         Raises:
             MatrixGameError: missing image context or actions, or out-of-order cached calls.
         """
         cfg = self.cfg
-        dtype = self.patch_embedding.weight.dtype
+        dtype = self.compute_dtype
         b, _, f, hh, ww = x.shape
         if cfg.action_config is not None and keyboard is None and mouse is None:
             raise MatrixGameError("this model needs keyboard (and, except templerun, mouse) actions.")
-        xin = torch.cat([x, cond_concat.to(x.dtype)], dim=1).to(dtype)
-        xin = self.patch_embedding(xin)
-        grid = tuple(xin.shape[2:])
-        npf = grid[1] * grid[2]
-        tokens = xin.flatten(2).transpose(1, 2)
-        e = self.time_embedding(sinusoidal_embedding_1d(cfg.freq_dim, timestep.flatten()).to(dtype))
-        e0 = self.time_projection(e).unflatten(1, (6, cfg.dim)).unflatten(0, timestep.shape)  # [B, F, 6, C]
-        rope, arope = self._ropes(start_frame, grid, x.device, dtype)
-        masks = {"self": None, "frame": None, "arope": arope}
         if cache is None:
             if visual_context is None:
                 raise MatrixGameError("visual_context (image tokens) is required.")
+            tokens, grid, e, e0 = self._embed(x, timestep, cond_concat)
+            npf = grid[1] * grid[2]
+            rope, arope = self._ropes(start_frame, grid, x.device, dtype)
             ctx = self.img_emb(visual_context.to(dtype))
             ctx_kv = [blk.cross_attn.context_kv(ctx) for blk in self.blocks]
             frame_mask = self.block_causal_mask(start_frame, grid[0], x.device)
-            masks.update(frame=frame_mask, self=frame_mask.repeat_interleave(npf, 0).repeat_interleave(npf, 1))
-        else:
-            if not cache.context_ready:
-                if visual_context is None:
-                    raise MatrixGameError("visual_context (image tokens) is required on the first call.")
-                self.set_context(cache, visual_context)
-            if cache.tokens_per_frame != npf:
-                raise MatrixGameError(f"latent grid {hh}x{ww} does not match the session's cache "
-                                      f"({cache.tokens_per_frame} tokens per frame).")
-            cache.begin_call(start_frame, grid[0])
-            ctx_kv = [(lc.ck, lc.cv) for lc in cache.layers]
-        for i, blk in enumerate(self.blocks):
-            lc = cache.layers[i] if cache is not None else None
-            tokens = blk(tokens, e0, rope, grid, lc, cache, start_frame, mouse, keyboard, ctx_kv[i], masks,
+            masks = {"frame": frame_mask, "arope": arope,
+                     "self": frame_mask.repeat_interleave(npf, 0).repeat_interleave(npf, 1)}
+            tokens = self._trunk(tokens, e0, rope, grid, [None] * len(self.blocks), None, None, start_frame,
+                                 mouse, keyboard, ctx_kv, masks)
+            return self._head(tokens, e, timestep, grid)
+        if not cache.context_ready:
+            if visual_context is None:
+                raise MatrixGameError("visual_context (image tokens) is required on the first call.")
+            self.set_context(cache, visual_context)
+        ph, pw = cfg.patch_size[1:]
+        if cache.tokens_per_frame != (hh // ph) * (ww // pw):
+            raise MatrixGameError(f"latent grid {hh}x{ww} does not match the session's cache "
+                                  f"({cache.tokens_per_frame} tokens per frame).")
+        cache.begin_call(start_frame, f)
+        if plan is None:      # whole action history: windows gathered at the absolute frame
+            plan = self.plan_block(cache, start_frame, f, (hh, ww), x.device)
+            action_start = start_frame
+        else:                 # the fixed window: the block's frames sit at windows_size in it
+            action_start = cfg.action_config.windows_size if cfg.action_config is not None else 0
+        out = (step_fn or self.step_forward)(x, timestep, cond_concat, keyboard, mouse, cache.layers, plan.rope,
+                                             plan.arope, plan.slots, plan.valid, action_start)
+        cache.end_call(start_frame, f)
+        return out
+
+    def step_forward(self, x, timestep, cond_concat, keyboard, mouse, layers: List[LayerCache], rope, arope,
+                     slots: torch.Tensor, valid: int, action_start: int) -> torch.Tensor:
+        """The cached block step as a pure tensor function (the :func:`torch.compile` target).
+
+        No host bookkeeping, no Python state read or written besides the cache tensors it updates
+        in place: with the fixed action window (``action_start = windows_size``) every shape is
+        the same for every block once ``valid`` reached the window, so a compiled graph (and a
+        CUDA graph) is reused for every later block.
+
+        Args:
+            x, timestep, cond_concat, keyboard, mouse: as :meth:`forward`.
+            layers: ``cache.layers`` (K/V written at ``slots``, cross-attention K/V set).
+            rope: main RoPE ``(cos, sin)`` ``[F*N, D/2]``; arope: action RoPE ``(cos, sin)`` ``[F, 64]``.
+            slots: long ``[F]`` ring slots of the frames; valid: leading slots attended to (python int).
+            action_start: see :meth:`ActionModule.forward`.
+        Returns:
+            ``[B, 16, F, h, w]`` flow prediction.
+        """
+        tokens, grid, e, e0 = self._embed(x, timestep, cond_concat)
+        masks = {"self": None, "frame": None, "arope": arope}
+        ctx_kv = [(lc.ck, lc.cv) for lc in layers]
+        tokens = self._trunk(tokens, e0, rope, grid, layers, slots, valid, action_start, mouse, keyboard,
+                             ctx_kv, masks)
+        return self._head(tokens, e, timestep, grid)
+
+    def _embed(self, x, timestep, cond_concat):
+        """Patch + time embeddings: tokens ``[B, F*N, C]``, grid ``(F, h, w)``, ``e [B*F, C]``,
+        ``e0 [B, F, 6, C]``."""
+        cfg = self.cfg
+        dtype = self.compute_dtype
+        xin = torch.cat([x, cond_concat.to(x.dtype)], dim=1).to(dtype)
+        xin = self.patch_embedding(xin)
+        grid = tuple(xin.shape[2:])
+        tokens = xin.flatten(2).transpose(1, 2)
+        e = self.time_embedding(sinusoidal_embedding_1d(cfg.freq_dim, timestep.flatten()).to(dtype))
+        e0 = self.time_projection(e).unflatten(1, (6, cfg.dim)).unflatten(0, timestep.shape)  # [B, F, 6, C]
+        return tokens, grid, e, e0
+
+    def _trunk(self, tokens, e0, rope, grid, layers, slots, valid, action_start, mouse, keyboard, ctx_kv, masks):
+        for blk, lc, kv in zip(self.blocks, layers, ctx_kv):
+            tokens = blk(tokens, e0, rope, grid, lc, slots, valid, action_start, mouse, keyboard, kv, masks,
                          self.backend)
-        if cache is not None:
-            cache.end_call(start_frame, grid[0])
-        out = self.head(tokens, e.unflatten(0, timestep.shape), grid[0], npf)      # [B, F, N, 64]
+        return tokens
+
+    def _head(self, tokens, e, timestep, grid):
+        out = self.head(tokens, e.unflatten(0, timestep.shape), grid[0], grid[1] * grid[2])   # [B, F, N, 64]
         return self.unpatchify(out, grid)
+
+    def plan_block(self, cache: ModelCache, start_frame: int, num_frames: int, latent_hw, device=None) -> "BlockPlan":
+        """Device-resident per-block inputs of the cached step, made once per block and shared by
+        its denoising steps and context pass: RoPE tables (computed on ``device``), the ring
+        slots (a memoised device tensor) and the number of valid slots.
+
+        Args:
+            latent_hw: ``(h, w)`` of the latent grid (44, 80 at 352x640).
+        """
+        device = torch.device(device) if device is not None else self.patch_embedding.weight.device
+        ph, pw = self.cfg.patch_size[1:]
+        grid = (num_frames, latent_hw[0] // ph, latent_hw[1] // pw)
+        rope, arope = self._ropes(start_frame, grid, device, self.compute_dtype)
+        return BlockPlan(start_frame=start_frame, num_frames=num_frames, rope=rope, arope=arope,
+                         slots=cache.slot_index(start_frame, num_frames, device),
+                         valid=cache.ring.valid(start_frame + num_frames))
 
     def _ropes(self, start_frame, grid, device, dtype):
         """Main and action RoPE tables for a call, memoised for the repeated calls of one block

@@ -26,31 +26,35 @@ def _split(head_dim: int) -> Tuple[int, int, int]:
     return c - 2 * (c // 3), c // 3, c // 3
 
 
-@functools.lru_cache(maxsize=16)
-def _inv_freq64(dim: int, theta: float = 10000.0) -> torch.Tensor:
-    # rope_params: 1 / theta ** (arange(0, dim, 2) / dim), float64
-    return 1.0 / torch.pow(theta, torch.arange(0, dim, 2).to(torch.float64).div(dim))
+@functools.lru_cache(maxsize=32)
+def _inv_freq64(dim: int, theta: float = 10000.0, device: str = "cpu") -> torch.Tensor:
+    # rope_params: 1 / theta ** (arange(0, dim, 2) / dim), float64; made once per device
+    return (1.0 / torch.pow(theta, torch.arange(0, dim, 2).to(torch.float64).div(dim))).to(device)
 
 
 def main_rope_cos_sin(start_frame: int, num_frames: int, height: int, width: int, head_dim: int,
                       device=None, dtype=torch.float64) -> Tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of the 3-D RoPE for the token grid ``(num_frames, height, width)``.
 
-    Frame positions are absolute: ``start_frame + f``.
+    Frame positions are absolute: ``start_frame + f``. Everything is computed on ``device`` (no
+    host-to-device copy per block; the inverse frequencies are made once per device).
 
     Returns:
         ``(cos, sin)``, each ``[num_frames*height*width, head_dim//2]`` (token order f, h, w), ``dtype``.
     """
     ct, ch, cw = _split(head_dim)
-    ft = torch.arange(start_frame, start_frame + num_frames, dtype=torch.float64)[:, None] * _inv_freq64(2 * ct)
-    fh = torch.arange(height, dtype=torch.float64)[:, None] * _inv_freq64(2 * ch)
-    fw = torch.arange(width, dtype=torch.float64)[:, None] * _inv_freq64(2 * cw)
+    dev = torch.device(device if device is not None else "cpu")
+    key = str(dev)
+    kw = dict(dtype=torch.float64, device=dev)
+    ft = torch.arange(start_frame, start_frame + num_frames, **kw)[:, None] * _inv_freq64(2 * ct, 10000.0, key)
+    fh = torch.arange(height, **kw)[:, None] * _inv_freq64(2 * ch, 10000.0, key)
+    fw = torch.arange(width, **kw)[:, None] * _inv_freq64(2 * cw, 10000.0, key)
     ang = torch.cat([
         ft[:, None, None, :].expand(num_frames, height, width, ct),
         fh[None, :, None, :].expand(num_frames, height, width, ch),
         fw[None, None, :, :].expand(num_frames, height, width, cw),
     ], dim=-1).reshape(num_frames * height * width, ct + ch + cw)
-    return ang.cos().to(device=device, dtype=dtype), ang.sin().to(device=device, dtype=dtype)
+    return ang.cos().to(dtype), ang.sin().to(dtype)
 
 
 def apply_main_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -75,17 +79,19 @@ def action_rope_cos_sin(start_frame: int, num_frames: int, head_dim: int, rope_d
     Returns:
         ``(cos, sin)``, each ``[num_frames, head_dim]`` float32: the first ``rope_dim_list[0]`` channels
         carry ``theta ** (-2i / rope_dim_list[0])`` frequencies repeated per pair
-        (``repeat_interleave(2)``), the rest are cos = 1, sin = 0 (grid position 0).
+        (``repeat_interleave(2)``), the rest are cos = 1, sin = 0 (grid position 0). Computed on
+        ``device``.
     """
     dt = int(rope_dim_list[0])
-    inv = 1.0 / (theta ** (torch.arange(0, dt, 2)[: dt // 2].float() / dt))
-    pos = torch.arange(start_frame, start_frame + num_frames, dtype=torch.float32)
+    kw = dict(dtype=torch.float32, device=device)
+    inv = 1.0 / (theta ** (torch.arange(0, dt, 2, device=device)[: dt // 2].float() / dt))
+    pos = torch.arange(start_frame, start_frame + num_frames, **kw)
     ang = torch.outer(pos, inv)
-    cos = torch.ones(num_frames, head_dim, dtype=torch.float32)
-    sin = torch.zeros(num_frames, head_dim, dtype=torch.float32)
+    cos = torch.ones(num_frames, head_dim, **kw)
+    sin = torch.zeros(num_frames, head_dim, **kw)
     cos[:, :dt] = ang.cos().repeat_interleave(2, dim=1)
     sin[:, :dt] = ang.sin().repeat_interleave(2, dim=1)
-    return cos.to(device), sin.to(device)
+    return cos, sin
 
 
 def apply_action_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -18,13 +18,15 @@ re-noises it with fresh Gaussian noise to the next (lower) noise level.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
 from .config import NUM_FRAME_PER_BLOCK, TIMESTEP_SHIFT, ModelConfig
 from .errors import MatrixGameError, MatrixGameInterrupted
+from .model import action_window
 
 
 class FlowMatchScheduler:
@@ -65,7 +67,10 @@ class NoiseSource:
 
     ``initial(block, shape)`` gives the starting noise of a block (``[B, 16, 3, h, w]``);
     ``renoise(shape)`` gives fresh noise for each non-final denoising step, in call order.
+    ``draw_ahead``: the session may draw a block's noise one block early (an unbounded stream).
     """
+
+    draw_ahead = False
 
     def initial(self, block: int, shape, device, dtype) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -73,22 +78,50 @@ class NoiseSource:
     def renoise(self, shape, device, dtype) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def block(self, block: int, shape, n_renoise: int, device, dtype) -> "BlockNoise":
+        """All noise of one block in the sampler's draw order: ``initial`` then ``n_renoise``
+        re-noise tensors. The session calls this one block ahead (the draws then overlap the
+        device's work on the current block); the stream of draws is the same as drawing each
+        tensor when it is used."""
+        first = self.initial(block, shape, device, dtype)
+        return BlockNoise(first, [self.renoise(shape, device, dtype) for _ in range(n_renoise)])
+
+
+@dataclass
+class BlockNoise:
+    """One block's noise: ``initial [B,16,3,h,w]`` and the re-noise tensors of the non-final
+    denoising steps (same shape), on the session's device and dtype."""
+
+    initial: torch.Tensor
+    renoise: List[torch.Tensor]
+
 
 class SeededNoise(NoiseSource):
     """Deterministic noise from one ``torch.Generator`` seeded with ``seed``, drawn in float32 on
     the CPU (so a seed gives the same video on every device) and moved to the device.
 
     Official runs draw from the global CUDA RNG instead; no seed reproduces their exact stream.
+    The session draws each block's noise one block ahead, from the same generator in the same
+    order, into page-locked memory copied without blocking the host.
     """
+
+    draw_ahead = True
 
     def __init__(self, seed: int):
         self.gen = torch.Generator(device="cpu").manual_seed(int(seed))
 
+    def _draw(self, shape, device, dtype):
+        device = torch.device(device)
+        pin = device.type == "cuda"  # page-locked: the copy to the GPU runs without blocking the host
+        buf = torch.empty(shape, dtype=torch.float32, pin_memory=pin)
+        torch.randn(shape, generator=self.gen, dtype=torch.float32, out=buf)
+        return buf.to(device=device, non_blocking=pin).to(dtype)
+
     def initial(self, block, shape, device, dtype):
-        return torch.randn(shape, generator=self.gen, dtype=torch.float32).to(device=device, dtype=dtype)
+        return self._draw(shape, device, dtype)
 
     def renoise(self, shape, device, dtype):
-        return torch.randn(shape, generator=self.gen, dtype=torch.float32).to(device=device, dtype=dtype)
+        return self._draw(shape, device, dtype)
 
 
 class ReplayNoise(NoiseSource):
@@ -188,19 +221,57 @@ class BlockResult:
         block: block index; start_frame: its first absolute latent frame.
         latents: ``[B, 16, 3, h, w]`` normalized latents (the block's x0).
         frames: ``[B, 3, T, H, W]`` decoded video in [-1, 1] (T = 9 for block 0, 12 after) or None.
-        timings: seconds for ``denoise``, ``context``, ``decode``.
+        timings: seconds for ``denoise``, ``context``, ``decode`` (a :class:`StageTimings`: on
+            CUDA read from events recorded in the stream, so only reading it waits for the GPU).
     """
 
     block: int
     start_frame: int
     latents: torch.Tensor
     frames: Optional[torch.Tensor]
-    timings: dict = field(default_factory=dict)
+    timings: Mapping = field(default_factory=dict)
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+class StageTimings(Mapping):
+    """Seconds per stage of one block, resolved on first read.
+
+    On CUDA the marks are ``torch.cuda.Event`` s recorded in the stream: recording never waits for
+    the GPU (the block loop has no host syncs); reading a value waits for the block's last event.
+    On the CPU the marks are ``time.perf_counter()`` values.
+    """
+
+    def __init__(self, device: torch.device):
+        self._cuda = device.type == "cuda"
+        self._marks = [("start", self._now())]
+        self._resolved: Optional[Dict[str, float]] = None
+
+    def _now(self):
+        if self._cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            return ev
+        return time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        """End of ``stage`` (and start of the next)."""
+        self._marks.append((stage, self._now()))
+
+    def _values(self) -> Dict[str, float]:
+        if self._resolved is None:
+            if self._cuda:
+                self._marks[-1][1].synchronize()
+            self._resolved = {name: (a.elapsed_time(b) / 1e3 if self._cuda else b - a)
+                              for (_, a), (name, b) in zip(self._marks, self._marks[1:])}
+        return self._resolved
+
+    def __getitem__(self, k):
+        return self._values()[k]
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __len__(self):
+        return len(self._values())
 
 
 def check_step_actions(keyboard, mouse, has_mouse: bool, mode: str) -> None:
@@ -268,13 +339,22 @@ class WorldSession:
         local_attn_size / sink_size: override the model's window / attention sink (latent frames).
         denoising_step_list: override the config's list (e.g. ``[1000, 750, 500, 250]``).
         interrupt: called between denoising steps; raise (e.g. :class:`MatrixGameInterrupted`) to stop.
-            A stopped block can simply be stepped again: its cache slots are overwritten.
+            A stopped block can simply be stepped again: its cache slots are overwritten and it
+            reuses the noise already drawn for it.
+        compile: run the block step (and the decoder's steady state) through :func:`torch.compile`
+            (:mod:`.compile`; CUDA-graph replay on CUDA); None = on for CUDA, off on the CPU; a
+            string names the dynamo backend (``"aot_eager"`` in tests), True = ``"inductor"``.
+
+    The block loop is free of host syncs: the action rows enter as a fixed 20-row window, RoPE
+    tables, timesteps and sigmas live on the device, the next block's noise is drawn (in the same
+    order from the same CPU generator: same seed = same video on every device) while the device
+    still works on the current one, and the stage timings are CUDA events read only on demand.
     """
 
     def __init__(self, model, conditioning: Conditioning, decoder=None, seed: int = 0,
                  noise: Optional[NoiseSource] = None, local_attn_size: Optional[int] = None,
                  sink_size: Optional[int] = None, denoising_step_list: Optional[Sequence[int]] = None,
-                 interrupt: Optional[Callable[[], None]] = None):
+                 interrupt: Optional[Callable[[], None]] = None, compile: Optional[bool] = None):
         self.model = model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -296,18 +376,46 @@ class WorldSession:
             raise MatrixGameError(f"denoising_step_list {steps} must hold timesteps in (0, 1000].")
         self.timesteps = self.scheduler.warp(steps)
         self.sigmas = [self.scheduler.sigma(float(t)) for t in self.timesteps]
+        # made once on the device: [B, nb] float32 timesteps per step (+ the context pass), the
+        # float64 sigma of the x0 conversion and the float32 sigma of the re-noise
+        nb, dev = self.cfg.num_frame_per_block, self.device
+        ones = torch.ones(self.batch, nb, device=dev, dtype=torch.float32)
+        self._t = [ones * t.to(dev) for t in self.timesteps]
+        self._t_context = ones * float(self.cfg.context_noise)
+        self._sigma64 = [sg.double().to(dev) for sg in self.sigmas]
+        self._sigma32 = [sg.to(dev) for sg in self.sigmas]
+        self._block_noise: Dict[int, BlockNoise] = {}
         self.noise = noise if noise is not None else SeededNoise(seed)
         self.decoder = decoder
         if decoder is not None:
             decoder.reset()
         self.interrupt = interrupt
         self.block = 0
+        self.compiled = self.device.type == "cuda" if compile is None else bool(compile)
+        self._step_fn = None
+        if self.compiled:
+            from .compile import compiled_block_step, mark_cache_static
+            model.set_context(self.cache, self.cond.visual_context)
+            mark_cache_static(self.cache)
+            self._step_fn = compiled_block_step(model, backend=compile if isinstance(compile, str) else "inductor")
+            if decoder is not None:
+                decoder.compile = compile if isinstance(compile, str) else True
         K = self.cfg.keyboard_dim
         self.keyboard_rows = torch.zeros(self.batch, 0, K, device=self.device, dtype=self.dtype)
         self.mouse_rows = (torch.zeros(self.batch, 0, 2, device=self.device, dtype=self.dtype)
                            if self.cfg.has_mouse else None)
 
     # ------------------------------------------------------------------ properties
+    @property
+    def noise(self) -> NoiseSource:
+        """The noise source; replacing it drops noise already drawn for coming blocks."""
+        return self._noise
+
+    @noise.setter
+    def noise(self, source: NoiseSource) -> None:
+        self._noise = source
+        self._block_noise.clear()
+
     @property
     def start_frame(self) -> int:
         """Absolute latent frame the next block starts at."""
@@ -369,34 +477,57 @@ class WorldSession:
         check_finite_latents(res.latents, res.block)
         return res
 
+    def _noise_for(self, block: int) -> BlockNoise:
+        """The block's noise bundle, drawn now unless it was drawn ahead."""
+        nz = self._block_noise.get(block)
+        if nz is None:
+            shape = (self.batch, self.cfg.out_dim, self.cfg.num_frame_per_block, self.h, self.w)
+            nz = self._noise.block(block, shape, len(self._t) - 1, self.device, self.dtype)
+            self._block_noise[block] = nz
+        return nz
+
+    def _action_windows(self, start: int):
+        """The block's fixed 20-row action windows (:func:`~.model.action_window`)."""
+        ac = self.cfg.action_config
+        args = (start, self.cfg.num_frame_per_block) + ((ac.vae_time_compression_ratio, ac.windows_size) if ac else ())
+        ms = None if self.mouse_rows is None else action_window(self.mouse_rows, *args)
+        return action_window(self.keyboard_rows, *args), ms
+
     @torch.no_grad()
     def _run_block(self, decode: bool) -> BlockResult:
         nb = self.cfg.num_frame_per_block
         start = self.start_frame
         b = self.block
-        shape = (self.batch, self.cfg.out_dim, nb, self.h, self.w)
         cc = self.cond.frames(start, nb)
-        kb, ms = self.keyboard_rows, self.mouse_rows
+        if self._step_fn is not None:   # canonical strides for the compiled graph's guards
+            cc = cc.clone(memory_format=torch.contiguous_format)
+        kb, ms = self._action_windows(start)
         vc = self.cond.visual_context
-        timings = {}
-        t0 = time.perf_counter()
-        x = self.noise.initial(b, shape, self.device, self.dtype)
-        ones = torch.ones(self.batch, nb, device=self.device, dtype=torch.float32)
-        x0 = denoise_block(self.model, x, self.timesteps, self.sigmas,
-                           lambda: self.noise.renoise(shape, self.device, self.dtype),
-                           cc, vc, kb, ms, start, self.cache, interrupt=self.interrupt)
-        _sync(self.device)
-        t1 = time.perf_counter()
-        timings["denoise"] = t1 - t0
-        self.model(x0, ones * float(self.cfg.context_noise), cc, vc, kb, ms, start, self.cache)
-        _sync(self.device)
-        t2 = time.perf_counter()
-        timings["context"] = t2 - t1
+        timings = StageTimings(self.device)
+        plan = self.model.plan_block(self.cache, start, nb, (self.h, self.w), self.device)
+        noise = self._noise_for(b)
+        step_kw = {"plan": plan} if self._step_fn is None else {"plan": plan, "step_fn": self._step_fn}
+        x = noise.initial
+        n_steps = len(self._t)
+        x0 = x
+        for s in range(n_steps):
+            if self.interrupt is not None:
+                self.interrupt()
+            flow = self.model(x, self._t[s], cc, vc, kb, ms, start, self.cache, **step_kw)
+            x0 = (x.double() - self._sigma64[s] * flow.double()).to(flow.dtype)
+            if s < n_steps - 1:
+                sig = self._sigma32[s + 1]
+                x = ((1 - sig) * x0 + sig * noise.renoise[s]).to(self.dtype)
+        timings.mark("denoise")
+        self.model(x0, self._t_context, cc, vc, kb, ms, start, self.cache, **step_kw)
+        timings.mark("context")
+        if self._noise.draw_ahead:
+            self._noise_for(b + 1)  # drawn on the host while the device still runs this block
         frames = None
         if decode and self.decoder is not None:
             frames = self.decoder.decode(x0)
-            _sync(self.device)
-            timings["decode"] = time.perf_counter() - t2
+            timings.mark("decode")
+        self._block_noise.pop(b, None)
         self.block += 1
         return BlockResult(block=b, start_frame=start, latents=x0, frames=frames, timings=timings)
 
