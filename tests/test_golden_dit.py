@@ -11,11 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import GOLDEN_TOL, golden_cases, golden_root, load_json, rel_err
+from conftest import GOLDEN_TOL, golden_cases, golden_filter, golden_root, load_json, rel_err
 from golden_io import common_inputs, dit_config, dit_state_dict
 from matrix_game_core.checkpoints import load_dit
 from matrix_game_core.sampling import Conditioning, FlowMatchScheduler, ReplayNoise, WorldSession
 
+pytestmark = pytest.mark.golden      # every test here compares against the golden data
 CASES = golden_cases("dit_")
 
 
@@ -95,7 +96,7 @@ def test_x0_and_block_outputs_match(replay):
             assert rel_err(latents[:, :, 3 * b:3 * b + 3], xf[b]) <= GOLDEN_TOL
 
 
-CONTEXT_CASES = [c for c in CASES if "flow_pred_context" in load_file(os.path.join(c, "trace.safetensors"))]
+CONTEXT_CASES = golden_filter(CASES, lambda c: "flow_pred_context" in load_file(os.path.join(c, "trace.safetensors")))
 
 
 @pytest.mark.parametrize("case", CONTEXT_CASES, ids=[os.path.basename(c) for c in CONTEXT_CASES])

@@ -13,6 +13,7 @@ from matrix_game_core.checkpoints import load_dit
 from matrix_game_core.sampling import Conditioning, ReplayNoise, WorldSession
 from matrix_game_core.vae import StreamingDecoder, load_wan_vae
 
+pytestmark = pytest.mark.golden      # every test here compares against the golden data
 CASES = golden_cases("pipeline_")
 
 

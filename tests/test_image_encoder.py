@@ -24,6 +24,7 @@ CASES = golden_cases("clip_")
 MANIFEST = os.path.join(golden_root(), "manifests", "clip_xlmr_vit_h14.json")
 
 
+@pytest.mark.golden
 def test_golden_cases_exist():
     assert CASES, "no clip_* golden case found"
 
@@ -108,6 +109,7 @@ def _manifest_visual():
     return {k[len("visual."):]: tuple(v) for k, v in shapes.items() if k.startswith("visual.")}
 
 
+@pytest.mark.golden
 def test_full_size_keys_match_manifest():
     manifest = load_json(MANIFEST)
     want = _manifest_visual()
@@ -119,6 +121,7 @@ def test_full_size_keys_match_manifest():
     assert VisionConfig().num_tokens == 257
 
 
+@pytest.mark.golden
 def test_full_size_config_inferred_from_shapes():
     meta = {k: torch.empty(s, device="meta") for k, s in _manifest_visual().items()}
     assert infer_vision_config(meta) == VisionConfig()           # heads = 1280 // 80 = 16
@@ -211,6 +214,7 @@ def test_comfy_layout_loads_identically(case_dir, tmp_path):
                            encode_image(official, data["image"][:, :, 0]))
 
 
+@pytest.mark.golden          # uses the first clip_* case's weights
 def test_operations_namespace_and_dtype():
     case_dir = CASES[0]
     cfg, weights, data = _case(case_dir)
@@ -243,6 +247,7 @@ def _raises(match, fn, *a, **kw):
     return str(ei.value)
 
 
+@pytest.mark.golden          # uses the first clip_* case's weights
 def test_loader_errors(tmp_path):
     case_dir = CASES[0]
     cfg, weights, _ = _case(case_dir)

@@ -16,6 +16,7 @@ MANIFESTS = {"universal": "universal.json", "gta_drive": "gta_drive.json", "temp
              "foundation": "foundation.json"}
 
 
+@pytest.mark.golden
 @pytest.mark.parametrize("name", sorted(MANIFESTS))
 def test_full_size_structure_matches_manifest(name):
     man = load_json(os.path.join(golden_root(), "manifests", MANIFESTS[name]))

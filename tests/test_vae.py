@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import GOLDEN_TOL, golden_cases, golden_root, load_json, rel_err
+from conftest import GOLDEN_TOL, golden_cases, golden_filter, golden_root, load_json, rel_err
 from matrix_game_core.errors import MatrixGameError
 from matrix_game_core.vae import (CACHE_T, LATENT_MEAN, LATENT_STD, StreamingDecoder, WanVAE,
                                   denormalize_latents, encode_start_image, load_wan_vae,
@@ -71,6 +71,7 @@ def _random_vae(dim=4, seed=0, **kw):
     return vae.eval().requires_grad_(False)
 
 
+@pytest.mark.golden
 def test_golden_cases_exist():
     assert CASES, f"no vae_* case under {golden_root()}"
 
@@ -151,8 +152,8 @@ def test_streaming_decode_golden(case_dir):
     assert (torch.cat(per, dim=2) - stream).abs().max().item() <= 1e-5
 
 
-SLOT_CASES = [c for c in CASES
-              if "cache_after_first_single_frame_call" in load_json(os.path.join(c, "vae_info.json"))]
+SLOT_CASES = golden_filter(CASES, lambda c: "cache_after_first_single_frame_call"
+                           in load_json(os.path.join(c, "vae_info.json")))
 
 
 @pytest.mark.parametrize("case_dir", SLOT_CASES, ids=[os.path.basename(c) for c in SLOT_CASES])
@@ -170,6 +171,7 @@ def test_streaming_cache_slots_match_official(case_dir):
 
 
 # --------------------------------------------------------------------------------- full size
+@pytest.mark.golden
 def test_full_size_structure_matches_manifest():
     man = load_json(os.path.join(golden_root(), "manifests", "wan21_vae.json"))
     with torch.device("meta"):
