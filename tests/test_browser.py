@@ -9,7 +9,7 @@ unset.
 The server runs on a free port with ``--base-directory`` in a temporary folder (the checkout is not
 touched; the pack is linked into its ``custom_nodes/``). This file is also the browser driver: the
 test runs ``COMFYUI_PYTHON tests/test_browser.py --drive URL OUT`` (Playwright lives in ComfyUI's
-venv), which loads the live workflow (``workflows/Matrix-Game live - play with keys and mouse (CPU).json``) and, with real mouse and keyboard
+venv), which loads the live workflow (``workflows/Matrix-Game embedded ViZDoom (CPU) - play live with keys and mouse.json``) and, with real mouse and keyboard
 events:
 
 * timeline (classic LiteGraph canvas): clears the track with the preset menu, paints W over frames
@@ -34,7 +34,7 @@ import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKFLOW = os.path.join(ROOT, "workflows", "Matrix-Game live - play with keys and mouse (CPU).json")
+WORKFLOW = os.path.join(ROOT, "workflows", "Matrix-Game embedded ViZDoom (CPU) - play live with keys and mouse.json")
 PACK = "ComfyUI-MatrixGame"
 UNIVERSAL = os.path.join(ROOT, "workflows", "Matrix-Game universal - walk and look around.json")
 TIMELINE_NODE, LIVE_NODE = 10, 6
@@ -241,7 +241,7 @@ def test_template_browser_shows_titles_and_thumbnails(report):
     t = report["templates"]
     names = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
     assert sorted(t["titles"]) == names, t
-    assert t["thumbs"] == len(names) and t["thumbs_loaded"] == len(names), t
+    assert t["thumbs"] == len(names) and t["thumbs_loaded"] == len(names) and t["fallbacks"] == 0, t
 
 
 def test_screenshots_were_taken(report):
@@ -421,13 +421,20 @@ def _drive_templates(page, out, rep):
     TP = rep["templates"]
     page.evaluate("async () => { await app.extensionManager.command.execute('Comfy.BrowseTemplates'); }")
     page.wait_for_timeout(1500)
-    item = page.get_by_text("Matrix-Game 2.0", exact=True).first
-    item.click()
+    # the pack's category, labelled by its locales/en/main.json (a JS click: a toast may cover the nav item)
+    find = """() => [...document.querySelectorAll('span, a, div')].find((e) => e.childElementCount === 0 &&
+                     e.textContent.trim() === 'Matrix-Game 2.0')"""
+    page.wait_for_function(find, timeout=60000)
+    page.evaluate(f"() => {{ const e = ({find})(); (e.closest('a, button, li, [role=button]') || e.parentElement).click(); }}")
+    page.wait_for_function("() => [...document.querySelectorAll('h3')].some((h) => h.textContent.trim().startsWith('Matrix-Game'))",
+                           timeout=60000)
     page.wait_for_timeout(2500)
     TP.update(page.evaluate("""() => {
         const titles = [...document.querySelectorAll('h3')].map((h) => h.textContent.trim()).filter((t) => t.startsWith('Matrix-Game'));
-        const imgs = [...document.querySelectorAll('img')].filter((i) => (i.currentSrc || i.src).includes('/workflow_templates/'));
-        return {titles, thumbs: imgs.length, thumbs_loaded: imgs.filter((i) => i.complete && i.naturalWidth > 0).length};
+        // each card's thumbnail (a lazily loaded <img>; a missing file shows default-template.png instead)
+        const imgs = [...document.querySelectorAll('[data-testid="thumbnail-content"] img')];
+        return {titles, thumbs: imgs.length, thumbs_loaded: imgs.filter((i) => i.complete && i.naturalWidth > 0).length,
+                fallbacks: [...document.querySelectorAll('img')].filter((i) => i.src.endsWith('default-template.png')).length};
     }"""))
     page.screenshot(path=os.path.join(out, "templates.png"))
     page.keyboard.press("Escape")
