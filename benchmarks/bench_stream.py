@@ -115,6 +115,8 @@ def run(a) -> dict:
     dtype = DTYPES[a.dtype or ("bf16" if gpu else "fp32")]
     vdtype = DTYPES[a.vae_dtype or ("fp16" if gpu else "fp32")]
     dit, vae, (H, W) = build(a.size, a.mode, dev, dtype, vdtype, a.fp8, a.model_dir, a.attention)
+    if a.video:
+        H, W = (int(v) for v in a.video.lower().split("x"))
     cfg = dit.cfg
     n_blocks = a.blocks + a.warmup
     cond = Conditioning(torch.randn(1, 20, 3 * n_blocks, H // 8, W // 8, device=dev),
@@ -176,6 +178,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="DiT compute dtype (bf16 GPU / fp32 CPU)")
     ap.add_argument("--vae-dtype", default=None, choices=sorted(DTYPES), help="decoder dtype (fp16 GPU / fp32 CPU)")
+    ap.add_argument("--video", default=None, metavar="HxW",
+                    help="frame size (multiple of 16); default 352x640, or the model dir's video_size")
     ap.add_argument("--fp8", action="store_true", help="DiT block Linear weights stored in float8_e4m3fn")
     ap.add_argument("--compile", action="store_true", help="torch.compile the block step and the decoder")
     ap.add_argument("--compile-backend", default=None, help="dynamo backend (default inductor)")

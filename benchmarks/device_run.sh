@@ -17,16 +17,18 @@ OUT=${OUT:-/tmp/device_run}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if [ "${1:-}" = "--dry-run" ] || ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    DEV=cpu SIZE=tiny BLOCKS=2 CHECK_BLOCKS=3 T_CHECK=1500 T_EAGER=300 T_COMP=1500
+    # the same steps at tiny size, 64x112, compiled graphs traced by aot_eager (no C++ builds)
+    DEV=cpu SIZE=tiny BLOCKS=2 CHECK_BLOCKS=3 T_CHECK=900 T_EAGER=300 T_COMP=600
+    BACKEND=aot_eager EXTRA="--video 64x112 --compile-backend aot_eager"
     echo "== dry run on the CPU (tiny sizes)"
 else
-    DEV=cuda SIZE=full BLOCKS=16 CHECK_BLOCKS=5 T_CHECK=150 T_EAGER=60 T_COMP=240
+    DEV=cuda SIZE=full BLOCKS=16 CHECK_BLOCKS=5 T_CHECK=150 T_EAGER=60 T_COMP=240 BACKEND=inductor EXTRA=""
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fi
 $PY -c "import torch; print('torch', torch.__version__)"
 
 echo "== 1. device checks"
-timeout "$T_CHECK" $PY benchmarks/device_checks.py --device "$DEV" --blocks "$CHECK_BLOCKS" 2>&1 | tee "$OUT/checks.log"
+timeout "$T_CHECK" $PY benchmarks/device_checks.py --device "$DEV" --blocks "$CHECK_BLOCKS" --backend "$BACKEND" 2>&1 | tee "$OUT/checks.log"
 echo "checks exit: ${PIPESTATUS[0]}"
 
 bench() {  # name, limit, extra args
@@ -34,7 +36,7 @@ bench() {  # name, limit, extra args
     shift 2
     echo "== 2. bench_stream $name"
     timeout "$limit" $PY benchmarks/bench_stream.py --size "$SIZE" --device "$DEV" --blocks "$BLOCKS" --warmup 2 \
-        --json "$OUT/bench_$name.json" "$@" 2>&1 | tail -n 14
+        --json "$OUT/bench_$name.json" $EXTRA "$@" 2>&1 | tail -n 14
 }
 bench eager "$T_EAGER"
 bench compiled "$T_COMP" --compile

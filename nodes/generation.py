@@ -5,6 +5,7 @@ Part of :mod:`.logic` (which re-exports every name); no ComfyUI import here (see
 """
 from __future__ import annotations
 
+import logging
 from typing import Dict, List, Optional
 
 import torch
@@ -19,7 +20,10 @@ from matrix_game_core.vae import StreamingDecoder, denormalize_latents, encode_s
 from . import host
 from .loaders import (EMBEDDED, OFFICIAL_FRAME, MatrixGameModel, ModelFrame, NoImageEncoder, embedded_fix,
                       embedded_frame, engine_clip, engine_vae, model_frame)
+from .overlap import OneAhead
 from .tracks import BLOCK
+
+log = logging.getLogger(__name__)
 
 
 # ================================================================================================ encode
@@ -91,7 +95,8 @@ def encode(image: torch.Tensor, vae, clip_vision=None, clip_vision_output=None, 
 def check_conditioning(model: MatrixGameModel, conditioning) -> None:
     """The start image's conditioning must fit the model: its image features (width, and none for
     the embedded model), its channels and its latent frame size (``frame_size / 8``; a conditioning
-    encoded with another model's VAE has another size). Used by the sampler and the live session.
+    encoded with another model's VAE has another size; the untrained random-tiny model takes any
+    size). Used by the sampler and the live session.
 
     Raises:
         MatrixGameError: the first mismatch, naming the loaders to fix.
@@ -110,7 +115,7 @@ def check_conditioning(model: MatrixGameModel, conditioning) -> None:
                               f"{cfg.in_dim - cfg.out_dim}. Encode the start image with a Wan 2.1 VAE.")
     fh, fw = cfg.frame_size
     h, w = (int(s) * 8 for s in cc.shape[-2:])
-    if (h, w) != (fh, fw):
+    if (h, w) != (fh, fw) and not model.is_tiny:     # the untrained tiny model has no trained size (tests)
         fix = (embedded_fix(".") if model.is_embedded else
                f"use the Wan 2.1 VAE (wan_2.1_vae.safetensors) and clip_vision_h with this model, or pick {EMBEDDED!r} "
                f"in the model loader too." if (h, w) == embedded_frame().frame_size else
@@ -161,6 +166,16 @@ def _cache_bytes(cfg, tokens: int, window: int, dtype: torch.dtype, batch: int =
         act = len(ac.blocks) * 2 * batch * (tokens + 1) * ac.heads_num * ac.head_dim * window * size
     block = 3 * tokens * cfg.ffn_dim * batch * 4 * 4
     return int(kv + act + block)
+
+
+COMPILE = ("auto", "on", "off")
+
+
+def compile_flag(choice: str):
+    """The nodes' compile option -> :class:`WorldSession`'s ``compile`` (auto = on for CUDA)."""
+    if choice not in COMPILE:
+        raise MatrixGameError(f"Unknown compile option {choice!r}; choose one of {', '.join(COMPILE)}.")
+    return None if choice == "auto" else choice == "on"
 
 
 def _to_pil(rgb: torch.Tensor):
@@ -225,7 +240,8 @@ def check_sample_inputs(model, actions, latent_frames: int, local_attn_size: int
 
 
 def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: int, latent_frames: int,
-           vae=None, local_attn_size: int = 0, sink_size: int = 0, denoising_steps: str = "") -> Dict[str, torch.Tensor]:
+           vae=None, local_attn_size: int = 0, sink_size: int = 0, denoising_steps: str = "",
+           compile: str = "auto") -> Dict[str, torch.Tensor]:
     """Generate ``latent_frames`` latent frames block by block; returns LATENT ``{"samples": raw
     (un-normalized) Wan-2.1 latents [B,16,latent_frames,H/8,W/8]}`` (44x80; 8x14 for the
     embedded model) on ComfyUI's intermediate device.
@@ -260,21 +276,33 @@ def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: in
     if not cfg.has_mouse:
         ms = None
     session = WorldSession(model.module, conditioning, seed=int(seed), local_attn_size=window, sink_size=sink,
-                           denoising_step_list=steps, interrupt=host.interrupt_hook())
+                           denoising_step_list=steps, interrupt=host.interrupt_hook(), compile=compile_flag(compile))
     bar = host.Progress(n // BLOCK, "sample")
+    previews = OneAhead("preview", side_stream=True)     # the next block does not wait for the preview
 
-    def on_block(res):
-        first = res.latents[:, :, :1]
+    def preview(block, first):
+        try:
+            _show_preview(block, first)
+        except Exception as e:  # a preview never fails the sampler
+            log.warning("MatrixGame: preview failed: %s", e)
+
+    def _show_preview(block, first):
         if vae_part is not None:
             v = vae_part.module
             frame = StreamingDecoder(v).decode(first.to(v.device))             # [B,3,1,H,W] in [-1,1]
-            preview = _to_pil(frames_to_images(frame)[0])
+            img = _to_pil(frames_to_images(frame)[0])
         else:
-            preview = latent_preview(first)
-        bar.update(res.block + 1, preview)
+            img = latent_preview(first)
+        bar.update(block + 1, img)
+
+    def on_block(res):
+        previews.submit(preview, res.block, res.latents[:, :, :1])
         host.check_interrupt()
 
-    latents, _ = session.generate(kb, ms, n, callback=on_block, decode=False)
+    try:
+        latents, _ = session.generate(kb, ms, n, callback=on_block, decode=False)
+    finally:
+        previews.close()
     raw = denormalize_latents(latents.float())
     return {"samples": raw.to(host.intermediate_device())}
 

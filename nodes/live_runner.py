@@ -15,6 +15,7 @@ from matrix_game_core.errors import MatrixGameError
 
 from .live_protocol import encode_jpeg, frame_message
 from .live_session import MANAGER, LiveSession, SessionManager
+from .overlap import OneAhead
 
 log = logging.getLogger("MatrixGame")
 #: Name of the ComfyUI websocket event that announces sessions to the browser.
@@ -25,10 +26,31 @@ def _is_interrupt(e: BaseException) -> bool:
     return type(e).__name__ in ("InterruptProcessingException", "MatrixGameInterrupted") or isinstance(e, KeyboardInterrupt)
 
 
+def _u8_on_device(frames: torch.Tensor) -> torch.Tensor:
+    x = ((frames[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).contiguous()
+
+
 def frames_u8(frames: torch.Tensor) -> torch.Tensor:
     """Decoded ``[B, 3, T, H, W]`` in [-1, 1] -> ``[T, H, W, 3]`` uint8 (first batch item)."""
-    x = ((frames[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(1, 2, 3, 0).contiguous().cpu()
+    return _u8_on_device(frames).cpu()
+
+
+def start_host_copy(frames: torch.Tensor):
+    """:func:`frames_u8` without waiting: the uint8 conversion is queued on the device right after
+    the block and, on CUDA, copied into page-locked memory asynchronously.
+
+    Returns:
+        ``(uint8 [T, H, W, 3] host tensor, CUDA event to wait on before reading it, or None)``.
+    """
+    x = _u8_on_device(frames)
+    if not x.is_cuda:
+        return x.cpu(), None
+    host = torch.empty(x.shape, dtype=torch.uint8, pin_memory=True)
+    host.copy_(x, non_blocking=True)
+    ev = torch.cuda.Event()
+    ev.record()
+    return host, ev
 
 
 def play(session: LiveSession, world, *, jpeg_quality: int = 85,
@@ -50,6 +72,12 @@ def play(session: LiveSession, world, *, jpeg_quality: int = 85,
     frames: List[torch.Tensor] = []
     track = None
     info: Dict[str, Any] = {}
+    shipper = OneAhead("live")
+    started = 0          # blocks stepped (the shipper records them one block later)
+
+    def ship(*args):
+        _ship_block(session, frames, keep_frames, jpeg_quality, progress, *args)
+
     try:
         session.publish({"type": "state", "state": "waiting"})
         if not session.wait(lambda: session.inputs > 0, None, check_interrupt):
@@ -58,14 +86,14 @@ def play(session: LiveSession, world, *, jpeg_quality: int = 85,
             with session.cond:
                 session.state = "running"
             reason = "max_blocks"
-            while session.blocks < session.max_blocks:
+            while started < session.max_blocks:
                 why = session.end_condition()
                 if why:
                     reason = why
                     break
                 if check_interrupt is not None:
                     check_interrupt()
-                if session.wait_for_input > 0 and session.blocks > 0:
+                if session.wait_for_input > 0 and started > 0:
                     session.wait(lambda: session.inputs > session.inputs_taken, session.wait_for_input,
                                  check_interrupt)
                     why = session.end_condition()
@@ -76,25 +104,12 @@ def play(session: LiveSession, world, *, jpeg_quality: int = 85,
                 kb, ms, act = session.take_action(rows)
                 t0 = time.perf_counter()
                 res = world.step(kb, ms)
-                gen_s = time.perf_counter() - t0
                 if res.frames is None:
                     raise MatrixGameError("the live session needs a VAE decoder to stream frames.")
-                vid = frames_u8(res.frames)                                  # [T,H,W,3] uint8
-                first = session.frames
-                session.record(kb, ms, vid.shape[0], [int(vid.shape[1]), int(vid.shape[2])])
-                if keep_frames:
-                    frames.append(vid)
-                now = time.time()
-                session.publish({"type": "block", "session": session.id, "block": res.block, "first_frame": first,
-                                 "frames": int(vid.shape[0]), "gen_s": round(gen_s, 4),
-                                 "timings": {k: round(v, 4) for k, v in res.timings.items()},
-                                 "server_time": now, **act})
-                for i in range(vid.shape[0]):
-                    hdr = {"block": res.block, "index": i, "count": int(vid.shape[0]), "frame": first + i,
-                           "action_id": act["action_id"], "t": now}
-                    session.publish(frame_message(hdr, encode_jpeg(vid[i], jpeg_quality)), droppable=True)
-                if progress is not None:
-                    progress(session.blocks)
+                started += 1
+                # the host copy, recording and JPEG encoding of this block overlap the next block
+                shipper.submit(ship, res, kb, ms, act, *start_host_copy(res.frames), t0)
+            shipper.wait()
     except BaseException as e:
         reason = "interrupted" if _is_interrupt(e) else "error"
         if reason == "error":
@@ -102,12 +117,40 @@ def play(session: LiveSession, world, *, jpeg_quality: int = 85,
         raise
     finally:
         try:
+            shipper.close()
+        except BaseException as e:  # the loop's own error (if any) is the one to report
+            log.warning("MatrixGame: shipping the last block failed: %s", e)
+        try:
             track = session.recorded_track()
         except Exception as e:  # never mask the real error
             log.warning("MatrixGame: could not build the recorded track: %s", e)
         info = session.manager.close(session, reason, track)
     video = torch.cat(frames, 0) if frames else None
     return video, track, info
+
+
+def _ship_block(session: LiveSession, frames: List[torch.Tensor], keep_frames: bool, jpeg_quality: int,
+                progress, res, kb, ms, act, vid: torch.Tensor, ready, t0: float) -> None:
+    """Worker side of :func:`play` for one block: ``vid`` is the uint8 ``[T,H,W,3]`` host copy,
+    ``ready`` its CUDA event (None on the CPU)."""
+    if ready is not None:
+        ready.synchronize()
+    gen_s = time.perf_counter() - t0                                 # key latched -> frames on the host
+    first = session.frames
+    session.record(kb, ms, vid.shape[0], [int(vid.shape[1]), int(vid.shape[2])])
+    if keep_frames:
+        frames.append(vid)
+    now = time.time()
+    session.publish({"type": "block", "session": session.id, "block": res.block, "first_frame": first,
+                     "frames": int(vid.shape[0]), "gen_s": round(gen_s, 4),
+                     "timings": {k: round(v, 4) for k, v in res.timings.items()},
+                     "server_time": now, **act})
+    for i in range(vid.shape[0]):
+        hdr = {"block": res.block, "index": i, "count": int(vid.shape[0]), "frame": first + i,
+               "action_id": act["action_id"], "t": now}
+        session.publish(frame_message(hdr, encode_jpeg(vid[i], jpeg_quality)), droppable=True)
+    if progress is not None:
+        progress(session.blocks)
 
 
 def send_event(data: Dict[str, Any]) -> None:

@@ -15,8 +15,8 @@ The functions live in four modules, one responsibility each; this module re-expo
 * :mod:`.extras`: the demo inputs and the action-following report.
 """
 from .extras import DEMO_PREFIX, DEMO_SOURCES, action_following_report, demo_inputs, install_demo_inputs
-from .generation import (_cache_bytes, _to_pil, check_conditioning, check_sample_inputs, check_vae, decode, encode,
-                         latent_preview, overlay, parse_steps, sample)
+from .generation import (COMPILE, _cache_bytes, _to_pil, check_conditioning, check_sample_inputs, check_vae,
+                         compile_flag, decode, encode, latent_preview, overlay, parse_steps, sample)
 from .loaders import (ATTENTION, DTYPES, EMBEDDED, OFFICIAL_FRAME, TINY_MODEL, TINY_PART, TINY_SEED, MatrixGameModel,
                       ModelFrame, NoImageEncoder, check_file_name, clip_config, embedded_frame, engine_clip,
                       engine_clip_to_hf, engine_vae, list_checkpoints, list_clip_files, list_vae_files,

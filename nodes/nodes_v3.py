@@ -325,6 +325,10 @@ class MatrixGameSampler(io.ComfyNode):
                 io.String.Input("denoising_steps", default="", advanced=True,
                                 tooltip="Override the few-step schedule, e.g. '1000, 750, 500, 250'; empty = the model's "
                                         "(1000, 666, 333; templerun 1000, 750, 500, 250)."),
+                io.Combo.Input("compile", options=list(logic.COMPILE), default="auto", advanced=True,
+                               tooltip="torch.compile the block step and the decoder (CUDA graphs on CUDA): auto = on "
+                                       "for CUDA, off on the CPU. The first blocks of a run compile (a minute or two), "
+                                       "then every block replays the compiled graphs."),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
                                       tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (8x14 for the embedded model; "
@@ -342,9 +346,9 @@ class MatrixGameSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, conditioning, actions, seed, latent_frames, vae=None, local_attn_size=0, sink_size=0,
-                denoising_steps="") -> io.NodeOutput:
+                denoising_steps="", compile="auto") -> io.NodeOutput:
         return io.NodeOutput(logic.sample(model, conditioning, actions, seed, latent_frames, vae, local_attn_size,
-                                          sink_size, denoising_steps))
+                                          sink_size, denoising_steps, compile))
 
 
 # ================================================================================================ decode / overlay

@@ -443,8 +443,11 @@ def test_comfyui_interrupt_ends_the_session_and_tells_the_browser(tiny):
     end, frames = serve(mgr, body)
     player.finish()
     assert isinstance(player.error, InterruptProcessingException)
-    assert end["reason"] == "interrupted" and end["block"] == 2 and len(frames) == 21
-    assert ActionTrack.from_json(end["track"]).num_frames == 21
+    # the block stepped while block 2 was being shipped (issue 12: shipping overlaps the next block)
+    # is shipped too when the interrupt comes in between
+    assert end["reason"] == "interrupted" and end["block"] in (2, 3)
+    assert len(frames) == 9 + 12 * (end["block"] - 1)
+    assert ActionTrack.from_json(end["track"]).num_frames == len(frames)
     assert mgr.list() == [] and mgr.ended(s.id)["reason"] == "interrupted"
 
 
