@@ -1,23 +1,8 @@
 """Action tracks: per-video-frame keyboard and mouse conditions (reference §3.3, §6, §7).
 
-An :class:`ActionTrack` holds, for every **video frame** ``t`` of a run, the keyboard state (multi-hot
-row ``keyboard[t]``) and, except in templerun, the camera motion ``mouse[t] = (pitch, yaw)``. A track
-for the model has ``T = 1 + 4n`` rows (``n + 1`` latent frames); latent frame ``f`` is conditioned on
-rows ``[4f - 12, 4f)`` (:func:`latent_action_windows`).
-
-Keys per mode (index order = the official keyboard column order; labels = the official terminal keys):
-
-=========== ================================================================== =====================
-mode        keys                                                               labels
-=========== ================================================================== =====================
-universal   forward, back, left, right                                         W S A D
-gta_drive   forward, back (steering is mouse yaw)                              W S
-templerun   nomove, jump, slide, turn_left, turn_right, left_side, right_side  Q W S Z C A D
-=========== ================================================================== =====================
-
-Mouse units are the official ones: channel 0 = pitch (looking up is +), channel 1 = yaw (turning
-right is +), ``CAM_VALUE = 0.1`` = one camera step of the official benchmark / terminal demo per video
-frame. Values up to ``MOUSE_LIMIT = 1.0`` (ten official steps per frame) are accepted.
+An :class:`ActionTrack` holds, for every video frame of a run, the keyboard state and (except in
+templerun) the camera motion; the key tables, units and limits are described in
+:mod:`matrix_game_core.action_track`.
 
 This module gathers the three parts under one name (import from here):
 
