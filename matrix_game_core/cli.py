@@ -2,10 +2,12 @@
 
     python -m matrix_game_core generate --mode universal --image IMG \\
         (--actions TRACK.json | --bench-actions) --frames N --seed S \\
-        (--checkpoint-dir DIR | --random-weights tiny) --out out.mp4|.webm|.gif [--overlay]
+        [--checkpoint-dir DIR | --random-weights tiny] --out out.mp4|.webm|.gif [--overlay]
     python -m matrix_game_core download --mode MODE --dir DIR
 
-``--frames`` counts latent frames (a multiple of 3; video frames = 1 + 4(N-1)). ``--overlay``
+Without ``--checkpoint-dir`` the embedded ViZDoom model that ships in the package runs (universal
+mode, 64x112, trained by the pack's own recipe; :mod:`matrix_game_core.embedded`); with it, the
+official Matrix-Game 2.0 files. ``--frames`` counts latent frames (a multiple of 3; video frames = 1 + 4(N-1)). ``--overlay``
 also writes ``<out>_overlay.<ext>`` with the key/mouse overlay of the official demo videos. Every
 argument (output paths, device, seed, track, image, checkpoint files) is checked before any model
 is loaded; errors are one line (``error: ...``, exit status 2); Ctrl-C exits with status 130 and
@@ -54,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "checked before any model is loaded.")
     g.add_argument("--mode", choices=MODES, default="universal",
                    help="the model's mode: universal (W S A D + mouse), gta_drive (W S + steering), templerun (7 keys)")
-    g.add_argument("--image", required=True, help="start image (PNG/JPEG, 8 or 16 bit); fitted to 352x640 by --crop")
+    g.add_argument("--image", required=True,
+                   help="start image (PNG/JPEG, 8 or 16 bit), any size: fitted by --crop to the model's frame size "
+                        "(64x112 for the embedded model, 352x640 for the official ones)")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--actions", help="action track JSON for --mode (format: matrix_game_core/action_json.py)")
     src.add_argument("--bench-actions", action="store_true",
@@ -66,19 +70,24 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0,
                    help="noise seed, 0..2^64-1 (also seeds --bench-actions); the same seed gives the same video "
                         "on any device")
-    w = g.add_mutually_exclusive_group(required=True)
-    w.add_argument("--checkpoint-dir", help="folder with the official files in their layout (see `download`)")
-    w.add_argument("--random-weights", choices=["tiny"], help="UNTRAINED tiny models: the video is noise")
+    w = g.add_mutually_exclusive_group()
+    w.add_argument("--checkpoint-dir", help="folder with the official files in their layout (see `download`); "
+                                            "without it (and without --random-weights) the embedded ViZDoom model runs")
+    w.add_argument("--random-weights", choices=["tiny"], help="UNTRAINED tiny models for tests: the video is noise")
     g.add_argument("--out", required=True, help=f"output video; the extension picks the container: {', '.join(OUT_EXTS)}")
     g.add_argument("--overlay", action="store_true", help="also write <out>_overlay.<ext> with the keys and mouse drawn")
-    g.add_argument("--fps", type=float, default=25.0, help="frame rate of the written video (the model's is 25)")
+    g.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the written video (default: the model's own, 25 official, 17.5 embedded ViZDoom)")
+    g.add_argument("--scale", type=int, default=None,
+                   help="upscale the written video by this whole factor, 1..8 (default: to at least 352 px high, "
+                        "so 6 for the 64x112 embedded model, 1 for the official ones)")
     g.add_argument("--device", default="auto", help="torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:N")
     g.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
                    help="model dtype (default: bf16 on GPU, fp32 on CPU)")
     g.add_argument("--attention", choices=["auto", "sdpa", "flash_attn"], default="auto",
                    help="attention kernel: auto (flash_attn when installed on CUDA, else sdpa), sdpa, flash_attn")
     g.add_argument("--crop", choices=["center", "stretch", "pad"], default="center",
-                   help="fit the image to 352x640: center (official centre crop), stretch, pad (letterbox)")
+                   help="fit the image to the model's frame size: center (official centre crop), stretch, pad (letterbox)")
     d = sub.add_parser("download", help="download a mode's files from Skywork/Matrix-Game-2.0", formatter_class=fmt)
     d.add_argument("--mode", choices=MODES, required=True, help="which mode's DiT to fetch")
     d.add_argument("--dir", required=True, help="folder to download into (the official layout is kept)")
@@ -172,8 +181,15 @@ def check_generate_args(args):
 
     if not 0 <= args.seed < 2 ** 64:
         raise MatrixGameError(f"--seed must be a whole number 0..2^64-1 (= {2 ** 64 - 1}); got {args.seed}.")
+    source = weights_source(args)
+    if args.fps is None:
+        args.fps = source.fps
     if not (math.isfinite(args.fps) and 0 < args.fps <= 1000):
         raise MatrixGameError(f"--fps must be a number in (0, 1000]; got {args.fps:g}.")
+    if args.scale is None:
+        args.scale = max(1, -(-VIDEO_HEIGHT // source.size[0]))
+    if not 1 <= args.scale <= 8:
+        raise MatrixGameError(f"--scale must be a whole number 1..8; got {args.scale}.")
     n_video = check_frames(args.frames)
     outs = [args.out]
     if args.overlay:
@@ -185,10 +201,44 @@ def check_generate_args(args):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
         args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     track = _read_track(args, args.frames, n_video)
-    image = prepare_image(load_image(args.image), crop=args.crop)
-    files = None if args.random_weights else component_files(args.checkpoint_dir, args.mode)
+    image = prepare_image(load_image(args.image), crop=args.crop, height=source.size[0], width=source.size[1])
+    files = component_files(args.checkpoint_dir, args.mode) if source.kind == "official" else None
     return argparse.Namespace(device=device, dtype=dtype, n_latent=args.frames, track=track, image=image,
-                              outs=outs, files=files)
+                              outs=outs, files=files, source=source)
+
+
+def weights_source(args) -> argparse.Namespace:
+    """Which models ``generate`` runs: ``official`` (``--checkpoint-dir``), ``tiny`` (``--random-weights``)
+    or ``embedded`` (neither). Returns ``kind``, ``size`` (H, W) and ``fps``; reads no weights.
+
+    Raises:
+        MatrixGameError: the embedded model for a mode other than universal, or its files missing.
+    """
+    from . import embedded
+
+    if args.checkpoint_dir:
+        return argparse.Namespace(kind="official", size=(VIDEO_HEIGHT, VIDEO_WIDTH), fps=25.0)
+    if args.random_weights:
+        return argparse.Namespace(kind="tiny", size=(VIDEO_HEIGHT, VIDEO_WIDTH), fps=25.0)
+    if args.mode != "universal":
+        raise MatrixGameError(f"the embedded ViZDoom model plays universal mode (W S A D + mouse); for {args.mode} pass "
+                              f"--checkpoint-dir with the official files (`python -m matrix_game_core download "
+                              f"--mode {args.mode} --dir DIR`).")
+    if not embedded.available():
+        raise MatrixGameError(f"the embedded model's files are missing under {embedded.ROOT}; reinstall the pack, or "
+                              f"pass --checkpoint-dir with the official files.")
+    return argparse.Namespace(kind="embedded", size=embedded.video_size(), fps=embedded.fps())
+
+
+def upscale(video: torch.Tensor, factor: int) -> torch.Tensor:
+    """``[B,3,T,H,W]`` -> ``[B,3,T,H*factor,W*factor]`` (bilinear with antialias off: a plain
+    enlargement for viewing small models' output; ``factor`` 1 returns the input)."""
+    if factor == 1:
+        return video
+    b, c, t, h, w = video.shape
+    x = video.transpose(1, 2).reshape(b * t, c, h, w).float()
+    x = torch.nn.functional.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    return x.reshape(b, t, c, h * factor, w * factor).transpose(1, 2).clamp(-1, 1)
 
 
 def speed_text(frames: int, seconds: float) -> str:
@@ -205,7 +255,13 @@ def generate(args) -> int:
 
     run = check_generate_args(args)
     device, n_latent, track = run.device, run.n_latent, run.track
-    if run.files is None:
+    if run.source.kind == "embedded":
+        from . import embedded
+        comp = embedded.load(device=device, dtype=run.dtype, attention_backend=args.attention)
+        h, w = run.source.size
+        _say(f"[matrix-game] using the {embedded.NAME} model that ships with the pack ({w}x{h}, trained on Freedoom "
+             f"play; not the official Matrix-Game 2.0: pass --checkpoint-dir for that)")
+    elif run.files is None:
         _say("!" * 78 + "\n!! --random-weights tiny: UNTRAINED random models. The video is NOISE, not a world.\n"
              "!! Use --checkpoint-dir with the official files for real output.\n" + "!" * 78)
         comp = random_tiny(args.mode, seed=0, device=device)
@@ -216,7 +272,8 @@ def generate(args) -> int:
         comp = load_components(args.checkpoint_dir, args.mode, device=device, dtype=run.dtype,
                                attention_backend=args.attention, files=run.files)
     t0 = time.perf_counter()
-    cond = encode_conditioning(comp.vae, comp.image_encoder, run.image.to(device), n_latent)
+    cond = encode_conditioning(comp.vae, comp.image_encoder, run.image.to(device),
+                               comp.dit.cfg.conditioning_frames(n_latent))
     _say(f"[matrix-game] {comp.label}: conditioning {time.perf_counter() - t0:.1f}s")
     session = WorldSession(comp.dit, cond, decoder=StreamingDecoder(comp.vae), seed=args.seed)
     kb, ms = track.tensors(device=device)
@@ -227,7 +284,7 @@ def generate(args) -> int:
              f"{speed_text(n, sum(r.timings.values()))}")
 
     _, video = session.generate(kb, ms, n_latent, callback=progress)
-    frames = frames_to_images(video)
+    frames = frames_to_images(upscale(video, args.scale))
     out = write_video(frames, run.outs[0], fps=args.fps)
     _say(f"[matrix-game] wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {args.fps:g} fps)")
     if args.overlay:

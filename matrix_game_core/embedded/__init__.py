@@ -108,6 +108,7 @@ def _cast_file(src: str, dst: str, dtype: torch.dtype) -> int:
     sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
     tmp = dst + ".tmp"
     save_file(sd, tmp, metadata={"format": "pt"})
+    os.chmod(tmp, 0o644)                      # readable by everyone, like the rest of the package
     os.replace(tmp, dst)
     return os.path.getsize(dst)
 
