@@ -545,7 +545,7 @@ def _drive(page, url, wf, out, rep):
     _load(page, wf)
     page.evaluate(f"""() => {{
         const n = app.graph.getNodeById({LIVE_NODE});
-        n.widgets.find((w) => w.name === 'max_blocks').value = 8;
+        n.widgets.find((w) => w.name === 'max_blocks').value = 60;   // ended by Stop, also with a fast model
         n.widgets.find((w) => w.name === 'idle_timeout').value = 240;
     }}""")
     page.evaluate(f"() => window.__mg.focusNode({LIVE_NODE}, 1.0)")
