@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="model dtype (default: bf16 on GPU, fp32 on CPU)")
     g.add_argument("--attention", choices=["auto", "sdpa", "flash_attn"], default="auto",
                    help="attention kernel: auto (flash_attn when installed on CUDA, else sdpa), sdpa, flash_attn")
+    g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="torch.compile the block step and the streaming decoder (CUDA-graph replay on CUDA): auto = "
+                        "on for CUDA, off on the CPU; the first blocks of a run compile (a minute or two)")
     g.add_argument("--crop", choices=["center", "stretch", "pad"], default="center",
                    help="fit the image to the model's frame size: center (official centre crop), stretch, pad (letterbox)")
     d = sub.add_parser("download", help="download a mode's files from Skywork/Matrix-Game-2.0", formatter_class=fmt)
@@ -275,7 +278,8 @@ def generate(args) -> int:
     cond = encode_conditioning(comp.vae, comp.image_encoder, run.image.to(device),
                                comp.dit.cfg.conditioning_frames(n_latent))
     _say(f"[matrix-game] {comp.label}: conditioning {time.perf_counter() - t0:.1f}s")
-    session = WorldSession(comp.dit, cond, decoder=StreamingDecoder(comp.vae), seed=args.seed)
+    session = WorldSession(comp.dit, cond, decoder=StreamingDecoder(comp.vae), seed=args.seed,
+                           compile={"auto": None, "on": True, "off": False}[args.compile])
     kb, ms = track.tensors(device=device)
 
     def progress(r):

@@ -193,3 +193,19 @@ def test_download_dir_that_is_a_file(tmp_path, capsys):
     assert main(["download", "--mode", "templerun", "--dir", str(f), "--dit-only"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a file, not a folder" in err[0]
+
+
+def test_compile_flag_reaches_the_session(tmp_path, monkeypatch):
+    import matrix_game_core.sampling as sampling
+    seen = []
+    from matrix_game_core.errors import MatrixGameError
+
+    def spy(self, *a, **kw):                   # record the flag, then stop before generating
+        seen.append(kw.get("compile"))
+        raise MatrixGameError("stop here")
+
+    monkeypatch.setattr(sampling.WorldSession, "__init__", spy)
+    for flag, want in (("auto", None), ("off", False), ("on", True)):
+        assert main(["generate", "--mode", "universal", "--image", IMAGE, "--bench-actions", "--frames", "3",
+                     "--random-weights", "tiny", "--out", str(tmp_path / "c.mp4"), "--compile", flag]) == 2
+        assert seen[-1] is want
