@@ -108,7 +108,7 @@ def check_conditioning(model: MatrixGameModel, conditioning) -> None:
     if vis.shape[-1] != cfg.img_dim:
         raise MatrixGameError(f"The start-image features have width {vis.shape[-1]} but this model expects {cfg.img_dim}: "
                               + ("the random-tiny model needs the random-tiny VAE and image encoder."
-                                 if model.is_tiny or cfg.img_dim != 1280 else
+                                 if model.is_tiny or cfg.img_dim != 1280 else embedded_fix(".") if model.is_embedded else
                                  "use clip_vision_h (ViT-H/14, 1280) for the image encoder."))
     if cc.shape[1] != cfg.in_dim - cfg.out_dim:
         raise MatrixGameError(f"conditioning has {cc.shape[1]} channels; expected "

@@ -113,3 +113,17 @@ def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
 
 #: The acceptance bound of the engine issue: ||ours - golden|| / ||golden|| <= 1e-4 in fp32.
 GOLDEN_TOL = 1e-4
+
+
+@pytest.fixture
+def node_folders(tmp_path):
+    """Empty ``matrix_game`` / ``vae`` / ``clip_vision`` / ``input`` folders for the node tests (the
+    plain-PyTorch stand-ins of :mod:`nodes.host`), and its progress log cleared; undone afterwards."""
+    from nodes import host
+    d = {k: tmp_path / k for k in ("matrix_game", "vae", "clip_vision", "input")}
+    for p in d.values():
+        p.mkdir()
+    host.set_folders(**d)
+    host.PROGRESS_LOG.clear()
+    yield d
+    host.set_folders(matrix_game=None, vae=None, clip_vision=None, input=None)

@@ -1,4 +1,4 @@
-"""The pack inside a real ComfyUI server (CPU, tiny random-weight models).
+"""The pack inside a real ComfyUI server (CPU: the embedded ViZDoom model and tiny random-weight models).
 
 Needs a ComfyUI checkout: ``COMFYUI_PATH`` (the folder with ``main.py``) and ``COMFYUI_PYTHON``
 (its venv's python; default: this python). ``tools/setup_comfyui.sh`` makes both. Skipped, with
@@ -9,9 +9,11 @@ to a temporary folder, so the checkout is not touched: the pack is linked into t
 ``custom_nodes/``, the demo inputs are copied into its ``input/``, and its ``models/`` holds the
 files the tests need (a tiny random VAE saved as ``models/vae/wan_2.1_vae.safetensors`` so that the
 example workflows' core Load VAE node runs unchanged; a tiny gta_drive DiT for the wrong-mode test).
-Checks: every node in ``/object_info`` with its inputs, outputs and tooltips; each API workflow
-(switched to the tiny models) queued with ``POST /prompt`` and awaited on ``/history``, with the mp4
-files' frame counts and sizes; progress and preview frames on the websocket; ``POST /interrupt``
+Checks: every node in ``/object_info`` with its inputs, outputs and tooltips; the CPU workflow as
+shipped (the embedded ViZDoom model: mp4 files at its frame size, frame count and fps, progress and
+preview frames on the websocket) and core VAE Decode on its LATENT; each mode's API workflow (switched
+to the tiny models, as is the test-only graph ``tests/fixtures/workflow_api_cpu_tiny_random.json``)
+queued with ``POST /prompt`` and awaited on ``/history``, with the mp4 files' frame counts and sizes; ``POST /interrupt``
 mid-sampling; bad inputs as per-node errors in ``/history``; ComfyUI's own CLIP vision and VAE
 objects against the engine, inside the server's python.
 """
@@ -47,7 +49,11 @@ WF = os.path.join(ROOT, "workflows", "api")
 UI_WF = os.path.join(ROOT, "workflows")
 MODEL_EXT = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 MODE_WORKFLOWS = ["matrix_game_universal", "matrix_game_gta_drive", "matrix_game_templerun"]
-CPU_WORKFLOW = "matrix_game_cpu_tiny_random"
+#: The CPU workflow as shipped: the embedded ViZDoom model, the Doom tour track.
+CPU_WORKFLOW = "matrix_game_cpu_embedded_vizdoom"
+#: The graph the tiny-model tests switch and break (tests only; no shipped workflow uses random-tiny).
+TINY_WORKFLOW = os.path.join(ROOT, "tests", "fixtures", "workflow_api_cpu_tiny_random.json")
+EMBEDDED = "embedded ViZDoom (CPU)"
 NODE_IDS = ["MatrixGameModelLoader", "MatrixGameVAELoader", "MatrixGameImageEncoderLoader",
             "MatrixGameEncodeStartImage", "MatrixGameActionsFromJSON", "MatrixGameBenchmarkActions",
             "MatrixGameActionsFromFile", "MatrixGameConcatActions", "MatrixGameSampler", "MatrixGameDecode",
@@ -214,8 +220,17 @@ def server(tmp_path_factory):
 
 
 def load_api(name):
-    with open(os.path.join(WF, name + ".json")) as f:
+    """An API workflow: a shipped one by name, or a file path (:data:`TINY_WORKFLOW`)."""
+    with open(name if os.path.isabs(name) else os.path.join(WF, name + ".json")) as f:
         return json.load(f)
+
+
+def embedded_info():
+    """``(video (width, height), fps)`` of the shipped embedded model, from its config."""
+    sys.path.insert(0, ROOT)
+    from matrix_game_core import embedded
+    h, w = embedded.video_size()
+    return (w, h), embedded.fps()
 
 
 def tiny_variant(prompt, frames=6, encode_length=None):
@@ -309,7 +324,15 @@ def test_object_info_lists_every_node_with_tooltips(server):
     assert info["MatrixGameDecode"]["output"] == ["IMAGE"] and info["MatrixGameOverlay"]["output"] == ["IMAGE"]
     ck = info["MatrixGameModelLoader"]["input"]["required"]["checkpoint"]
     opts = ck[1]["options"] if ck[0] == "COMBO" else ck[0]
-    assert TINY_MODEL in opts and "tiny_gta_drive.safetensors" in opts
+    assert TINY_MODEL in opts and "tiny_gta_drive.safetensors" in opts and opts[0] == EMBEDDED
+    for node, key in (("MatrixGameVAELoader", "vae_name"), ("MatrixGameImageEncoderLoader", "clip_name")):
+        spec = info[node]["input"]["required"][key]
+        assert EMBEDDED in (spec[1]["options"] if spec[0] == "COMBO" else spec[0]), node
+    files = info["MatrixGameActionsFromFile"]["input"]["required"]["file"][1]["options"]
+    assert "matrixgame_doom_tour.json" in files
+    images = info["LoadImage"]["input"]["required"]["image"]
+    images = images[1]["options"] if images[0] == "COMBO" else images[0]
+    assert {"matrixgame_doom_map02.png", "matrixgame_doom_map15.png", "matrixgame_doom_map27.png"} <= set(images)
     assert "matrixgame_templerun_demo.json" in info["MatrixGameActionsFromFile"]["input"]["required"]["file"][1]["options"]
 
 
@@ -420,33 +443,69 @@ def test_cpu_workflow_runs_as_shipped_with_progress_and_previews(server):
     assert previews >= n_blocks                       # a preview frame per block
     entry = server.wait(pid)
     files = videos(server, entry)
-    assert len(files) == 2 and all(mp4_info(f)[:2] == (1 + 4 * (3 * n_blocks - 1), (640, 352)) for f in files)
+    size, fps = embedded_info()
+    assert n_blocks == 10 and len(files) == 2, (n_blocks, files)     # the Doom tour: 117 frames = 30 latent frames
+    for f in files:
+        n, got_size, got_fps = mp4_info(f)
+        assert (n, got_size) == (117, size) and abs(got_fps - fps) < 0.01, (f, n, got_size, got_fps)
+    # the sampler ran the embedded model (its LATENT is the model's 8x smaller frame grid)
+    assert size == (112, 64)
 
 
-def test_core_vae_decode_and_clip_vision_encode_interoperate(server):
-    """Core VAE Decode reads our LATENT (raw latents) and gives as many frames as ours; core CLIP
-    Vision Encode's CLIP_VISION_OUTPUT feeds our encode node."""
-    p = tiny_variant(load_api(CPU_WORKFLOW), frames=3)
-    enc, vae, clip = find(p, "MatrixGameEncodeStartImage"), find(p, "MatrixGameVAELoader"), \
-        find(p, "MatrixGameImageEncoderLoader")
-    p["50"] = {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": [clip, 0], "image": ["1", 0], "crop": "none"}}
-    p[enc]["inputs"].pop("clip_vision")
-    p[enc]["inputs"]["clip_vision_output"] = ["50", 0]
+def test_core_vae_decode_reads_the_embedded_models_latent(server):
+    """The embedded VAE is a native VAE: core VAE Decode on the sampler's LATENT gives the same
+    frames, at the model's size, as Matrix-Game Decode."""
+    p = load_api(CPU_WORKFLOW)
+    p[find(p, "MatrixGameSampler")]["inputs"]["latent_frames"] = 3
+    assert _core_and_our_decode(server, p) == (9, embedded_info()[0])
+
+
+def _core_and_our_decode(server, p):
+    """Add core VAE Decode on the sampler's LATENT (with the graph's VAE loader) beside Matrix-Game
+    Decode, run, and return ``(frames, (width, height))`` that both gave (they must agree)."""
+    vae = find(p, "MatrixGameVAELoader")
     p["51"] = {"class_type": "VAEDecode", "inputs": {"samples": [find(p, "MatrixGameSampler"), 0], "vae": [vae, 0]}}
     p["52"] = {"class_type": "PreviewImage", "inputs": {"images": ["51", 0]}}
     p["53"] = {"class_type": "PreviewImage", "inputs": {"images": [find(p, "MatrixGameDecode"), 0]}}
     entry = server.run(p)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
     core, ours = entry["outputs"]["52"]["images"], entry["outputs"]["53"]["images"]
-    assert len(core) == len(ours) == 9
     from PIL import Image
-    for item in (core[0], ours[0]):
-        path = os.path.join(server.base, item["type"], item["subfolder"], item["filename"])
-        assert Image.open(path).size == (640, 352)
+    sizes = {Image.open(os.path.join(server.base, i["type"], i["subfolder"], i["filename"])).size
+             for i in (core[0], ours[0])}
+    assert len(core) == len(ours) and len(sizes) == 1, (len(core), len(ours), sizes)
+    return len(ours), sizes.pop()
+
+
+@pytest.mark.parametrize("swap", ["model", "vae", "clip"])
+def test_embedded_parts_mixed_with_others_give_one_error_naming_the_fix(server, swap):
+    """One of the three loaders on the embedded model, the others on random-tiny (or vice versa):
+    one per-node error that says to pick the embedded entry in all three."""
+    p = tiny_variant(load_api(TINY_WORKFLOW), frames=3)
+    key = {"model": ("MatrixGameModelLoader", "checkpoint"), "vae": ("MatrixGameVAELoader", "vae_name"),
+           "clip": ("MatrixGameImageEncoderLoader", "clip_name")}[swap]
+    p[find(p, key[0])]["inputs"][key[1]] = EMBEDDED
+    entry = server.run(p)
+    node_id, node_type, message = error_of(entry)
+    assert node_type == {"model": "MatrixGameSampler", "vae": "MatrixGameEncodeStartImage",
+                         "clip": "MatrixGameEncodeStartImage"}[swap], (node_type, message)
+    assert "pick 'embedded ViZDoom (CPU)' in all three" in message, message
+    assert server.alive()
+
+
+def test_core_vae_decode_and_clip_vision_encode_interoperate(server):
+    """Core VAE Decode reads our LATENT (raw latents) and gives as many frames as ours; core CLIP
+    Vision Encode's CLIP_VISION_OUTPUT feeds our encode node."""
+    p = tiny_variant(load_api(TINY_WORKFLOW), frames=3)
+    enc, clip = find(p, "MatrixGameEncodeStartImage"), find(p, "MatrixGameImageEncoderLoader")
+    p["50"] = {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": [clip, 0], "image": ["1", 0], "crop": "none"}}
+    p[enc]["inputs"].pop("clip_vision")
+    p[enc]["inputs"]["clip_vision_output"] = ["50", 0]
+    assert _core_and_our_decode(server, p) == (9, (640, 352))
 
 
 def test_interrupt_mid_sampling_then_the_next_prompt_succeeds(server):
-    prompt = tiny_variant(load_api(CPU_WORKFLOW), frames=45, encode_length=3)
+    prompt = tiny_variant(load_api(TINY_WORKFLOW), frames=45, encode_length=3)
     sampler = find(prompt, "MatrixGameSampler")
     cid = uuid.uuid4().hex
     ws = WebSocket(server.port, cid)
@@ -477,7 +536,7 @@ def test_interrupt_mid_sampling_then_the_next_prompt_succeeds(server):
     assert entry["status"]["status_str"] == "error"
     assert any(k == "execution_interrupted" for k, _ in entry["status"]["messages"])
     assert stopped_in < 30 and server.alive()
-    ok = server.run(tiny_variant(load_api(CPU_WORKFLOW), frames=3))
+    ok = server.run(tiny_variant(load_api(TINY_WORKFLOW), frames=3))
     assert ok["status"]["status_str"] == "success", json.dumps(ok["status"])[:3000]
 
 
@@ -515,7 +574,7 @@ def _bad_traversal(p):
 @pytest.mark.parametrize("breaker", [_bad_wrong_mode, _bad_frames, _bad_json, _bad_short_track, _bad_image,
                                      _bad_traversal], ids=lambda f: f.__name__[5:])
 def test_bad_input_is_a_per_node_error_that_says_how_to_fix_it(server, breaker):
-    p = tiny_variant(load_api(CPU_WORKFLOW), frames=6, encode_length=1)
+    p = tiny_variant(load_api(TINY_WORKFLOW), frames=6, encode_length=1)
     node_type, needles = breaker(p)
     entry = server.run(p)
     node_id, got_type, message = error_of(entry)

@@ -44,14 +44,9 @@ LIVE_API = os.path.join(WF, "api", "matrix_game_live_cpu_embedded_vizdoom.json")
 
 
 @pytest.fixture(autouse=True)
-def folders(tmp_path):
-    d = {k: tmp_path / k for k in ("matrix_game", "vae", "clip_vision", "input")}
-    for p in d.values():
-        p.mkdir()
-    host.set_folders(**d)
-    host.PROGRESS_LOG.clear()
-    yield d
-    host.set_folders(matrix_game=None, vae=None, clip_vision=None, input=None)
+def folders(node_folders):
+    """Empty model / input folders for every test; the progress log cleared (conftest)."""
+    return node_folders
 
 
 def run(node_cls, **inputs):
