@@ -1,4 +1,5 @@
-"""The browser side in a real browser against a real ComfyUI server (CPU, random-tiny models).
+"""The browser side in a real browser against a real ComfyUI server (CPU; the live session plays the
+embedded ViZDoom model).
 
 Needs a ComfyUI checkout: ``COMFYUI_PATH`` (the folder with ``main.py``) and ``COMFYUI_PYTHON`` (its
 venv's python, with the ``playwright`` package; ``tools/setup_comfyui.sh`` makes both). The browser
@@ -21,7 +22,8 @@ events:
   track to a new timeline node.
 
 The driver writes a JSON report and screenshots; the assertions are here (engine python).
-``MATRIX_GAME_UPDATE_SCREENSHOTS=1`` copies the screenshots to ``docs/`` (README pictures).
+``MATRIX_GAME_UPDATE_SCREENSHOTS=1`` copies the screenshots to ``docs/`` (README pictures); a
+comma-separated list of ``docs/`` names copies only those (e.g. ``live_session_embedded.jpg``).
 """
 import json
 import os
@@ -40,7 +42,7 @@ UNIVERSAL = os.path.join(ROOT, "workflows", "Matrix-Game universal - walk and lo
 TIMELINE_NODE, LIVE_NODE = 10, 6
 UNIVERSAL_TIMELINE = 6                  # its Actions (JSON) node, shipped 420 px wide
 SHOTS = {"timeline.png": "timeline_widget.png", "timeline_vue.png": "timeline_widget_vue.png",
-         "live.jpg": "live_session.jpg", "timeline_420.png": "timeline_widget_420.png",
+         "live.jpg": "live_session_embedded.jpg", "timeline_420.png": "timeline_widget_420.png",
          "templates.png": "template_browser.png"}
 
 if __name__ != "__main__":
@@ -113,10 +115,12 @@ if __name__ != "__main__":
         with open(path) as f:
             rep = json.load(f)
         rep["_out"] = out
-        if os.environ.get("MATRIX_GAME_UPDATE_SCREENSHOTS") == "1":
+        update = os.environ.get("MATRIX_GAME_UPDATE_SCREENSHOTS", "")
+        if update:                                # "1": all of SHOTS; else the docs/ names to update, comma-separated
             os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
             for src, dst in SHOTS.items():
-                shutil.copyfile(os.path.join(out, src), os.path.join(ROOT, "docs", dst))
+                if update == "1" or dst in update.split(","):
+                    shutil.copyfile(os.path.join(out, src), os.path.join(ROOT, "docs", dst))
         return rep
 
 
@@ -198,7 +202,10 @@ def test_live_session_streams_frames_records_keys_and_outputs_the_video(report):
     import imageio_ffmpeg
     gen = imageio_ffmpeg.read_frames(lv["video_path"])
     meta = next(gen)
-    assert sum(1 for _ in gen) == T and tuple(meta["size"]) == (640, 352)
+    from matrix_game_core import embedded
+    h, w = embedded.video_size()                  # the live workflow plays the embedded model, at its size and fps
+    assert sum(1 for _ in gen) == T and tuple(meta["size"]) == (w, h)
+    assert tr.fps == embedded.fps() and lv["server_info"]["fps"] == embedded.fps()
     # "-> Timeline" made an Actions (JSON) node holding the played track, ready to edit
     assert lv["timeline_node_type"] == "MatrixGameActionsFromJSON" and lv["timeline_node_value"] == lv["track"]
     assert lv["timeline_node_editor"]
