@@ -8,6 +8,10 @@ Data flow of a workflow::
     Model Loader ─► Sampler ◄─ conditioning, actions (JSON / benchmark / file / join), seed, latent frames
                         │ LATENT (raw Wan-2.1 latents: core VAE Decode also works on it)
                    Decode (streaming) ─► IMAGE ─► Action Overlay ─► core Create Video (25 fps) ─► Save Video
+
+The embedded ViZDoom model is 'embedded ViZDoom (CPU)' in all three loaders: its VAE tells Encode
+Start Image the model's frame size (112x64) and conditioning frames, its image encoder is 'none'
+(zero image tokens); its video is 17.5 fps.
 """
 from __future__ import annotations
 
