@@ -26,7 +26,7 @@ import torch
 
 from matrix_game_core import embedded
 from matrix_game_core.checkpoints import DIT_FILES, download, load_dit
-from matrix_game_core.config import MODES, VIDEO_HEIGHT, VIDEO_WIDTH, check_mode
+from matrix_game_core.config import VIDEO_HEIGHT, VIDEO_WIDTH, check_mode
 from matrix_game_core.errors import MatrixGameError
 from matrix_game_core.image_encoder import VisionConfig, convert_to_comfy_clip_vision, load_image_encoder
 from matrix_game_core.pipeline import random_tiny
@@ -194,11 +194,15 @@ _LOADED_BY_NODE: Dict[str, "weakref.ReferenceType[MatrixGameModel]"] = {}
 
 def list_checkpoints() -> List[str]:
     """Model-loader choices: the embedded ViZDoom model (when installed), the ``.safetensors`` files in
-    ``models/matrix_game``, the official file names of each mode (downloadable with "download if
-    missing") and, last, the untrained tiny entry (tests)."""
+    ``models/matrix_game`` and, last, the untrained tiny entry (tests).
+
+    Official files that are not there yet are **not** listed: a workflow that selects one then shows
+    up in ComfyUI's missing-models dialog with the download link of its ``properties.models`` (the
+    frontend lists a model as missing only when the selected name is not among the choices). The
+    loader still accepts such a name (``validate_inputs``) and downloads it with "download if
+    missing"."""
     have = host.list_files(host.MODEL_FOLDER, (".safetensors", ".sft"))
-    official = [DIT_FILES[m] for m in MODES]
-    return _embedded_entries() + have + [p for p in official if p not in have] + [TINY_MODEL]
+    return _embedded_entries() + have + [TINY_MODEL]
 
 
 def _official_mode_of(name: str) -> Optional[str]:
