@@ -245,3 +245,17 @@ def test_cpu_and_live_templates_use_the_embedded_model_and_no_shipped_workflow_u
     for f in glob.glob(os.path.join(WF, "*.json")) + glob.glob(os.path.join(WF, "api", "*.json")):
         text = open(f).read()
         assert logic.TINY_PART not in text and logic.TINY_MODEL not in text, f
+
+
+def test_absent_official_files_are_not_listed_so_the_frontend_reports_them_missing(monkeypatch):
+    """Issue 11 item 6: ComfyUI's missing-model dialog (with the URL of the workflow's
+    properties.models) appears only when the selected name is not among the loader's choices."""
+    from matrix_game_core.checkpoints import DIT_FILES
+    from nodes import host
+    monkeypatch.setattr(host, "list_files", lambda folder, exts: [])
+    names = logic.list_checkpoints()
+    for rp in DIT_FILES.values():
+        assert rp not in names
+    assert nodes_v3.MatrixGameModelLoader.validate_inputs(checkpoint=DIT_FILES["universal"]) is True
+    monkeypatch.setattr(host, "list_files", lambda folder, exts: [DIT_FILES["universal"]])
+    assert DIT_FILES["universal"] in logic.list_checkpoints()
