@@ -94,11 +94,13 @@ def test_every_node_has_ids_category_tooltips_and_is_listed():
             "MatrixGameOverlay"}
 
 
-def test_model_loader_lists_tiny_local_and_official_checkpoints(folders):
+def test_model_loader_lists_tiny_and_local_checkpoints_not_absent_official_ones(folders):
     (folders["matrix_game"] / "mine.safetensors").write_bytes(b"x")
     opts = {i.id: i for i in nodes_v3.MatrixGameModelLoader.define_schema().inputs}["checkpoint"].kw["options"]
     assert opts[-1] == logic.TINY_MODEL                 # kept for tests, listed last (the embedded model leads)
-    assert "mine.safetensors" in opts and all(p in opts for p in DIT_FILES.values())
+    # absent official files are not listed, so ComfyUI's missing-models dialog offers their download
+    assert "mine.safetensors" in opts and not any(p in opts for p in DIT_FILES.values())
+    assert nodes_v3.MatrixGameModelLoader.validate_inputs(checkpoint=DIT_FILES["universal"]) is True
     # names outside the list are accepted at validation time and judged in execute()
     assert nodes_v3.MatrixGameModelLoader.validate_inputs(checkpoint="../x.safetensors") is True
 
