@@ -32,8 +32,6 @@ if _STUBBED:
     for _k in [k for k in sys.modules if k == "comfy_api" or k.startswith("comfy_api.")]:
         del sys.modules[_k]
 
-pytestmark = pytest.mark.skipif(not embedded.available(), reason="the embedded model's files are not installed")
-
 EMB = logic.EMBEDDED
 DOOM = os.path.join(ROOT, "assets", "demo_images", "doom_map15.png")
 WF = os.path.join(ROOT, "workflows")
