@@ -117,3 +117,20 @@ def test_install_casts_and_enforces_the_budget(tmp_path):
             embedded.install_from_export(str(exp), str(tmp_path / "dest2"))
     finally:
         embedded.MAX_BYTES = old
+
+
+def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
+    """The card generator renders the shipped metrics.json (older metrics without the newer recipe keys too)."""
+    from matrix_game_core.embedded.build import write_card
+    info = json.load(open(os.path.join(embedded.ROOT, "metrics.json"), encoding="utf-8"))
+    out = tmp_path / "card.md"
+    write_card(str(out), info)
+    card = out.read_text(encoding="utf-8")
+    for needle in ("Held out", "next-block PSNR", "turn left", "look down", "Free-running rollout", "frames/s",
+                   f"DiT {info['train']['dit_steps']} steps"):
+        assert needle in card, needle
+    info["train"].update(vae_recipe="32x48 crops of 33-frame clips, batch 1, width 16", mouse_init_gain=10.0,
+                         dit_clip_latents=9)
+    write_card(str(out), info)
+    card = out.read_text(encoding="utf-8")
+    assert "33-frame clips" in card and "scaled by 10 at init" in card

@@ -98,6 +98,47 @@ def test_training_path_is_block_causal():
     assert (a[:, :, 6:] - b[:, :, 6:]).abs().max() > 1e-3
 
 
+def test_mouse_init_gain_scales_only_the_mouse_columns():
+    cfg = TrainConfig.preset("smoke").dit.model_config()
+    torch.manual_seed(0)
+    a = build_dit(cfg).state_dict()
+    torch.manual_seed(0)
+    b = build_dit(cfg, mouse_init_gain=10.0).state_dict()
+    hid = cfg.action_config.img_hidden_size
+    changed = [k for k in a if not torch.equal(a[k], b[k])]
+    assert changed and all(k.endswith("action_model.mouse_mlp.0.weight") for k in changed)
+    for k in changed:
+        torch.testing.assert_close(b[k][:, :hid], a[k][:, :hid], rtol=0, atol=0)   # hidden-state columns kept
+        torch.testing.assert_close(b[k][:, hid:], 10 * a[k][:, hid:])
+    assert b[changed[0]].shape[1] == hid + 2 * 12                                  # 12-row window of (pitch, yaw)
+    assert DiTStage().mouse_init_gain == 10.0 and TrainConfig.preset("embedded").dit.mouse_init_gain == 10.0
+
+
+def test_eval_mouse_gap_is_zero_without_a_mouse_path_and_grows_with_one(tmp_path):
+    from matrix_game_core.train.dit import eval_mouse_gap
+    cfg = TrainConfig.preset("smoke").dit.model_config()
+    torch.manual_seed(0)
+    m = build_dit(cfg, mouse_init_gain=10.0).eval()
+    for p in m.parameters():   # make the zero-initialised head non-trivial
+        torch.nn.init.normal_(p, std=0.05) if p.dim() >= 2 else None
+
+    class Clips:
+        def __len__(self):
+            return 2
+
+        def get(self, idx):
+            g = torch.Generator().manual_seed(3)
+            return {"latents": torch.randn(2, 16, 3, 4, 8, generator=g), "cond": torch.randn(2, 20, 3, 4, 8, generator=g),
+                    "keyboard": torch.zeros(2, 9, 4), "mouse": torch.full((2, 9, 2), 0.1)}
+
+    sched = FlowMatchScheduler(cfg.timestep_shift)
+    assert abs(eval_mouse_gap(m, Clips(), sched, 2, "cpu")) > 1e-4        # the mouse changes the prediction
+    for blk in m.blocks:
+        if blk.action_model is not None:
+            torch.nn.init.zeros_(blk.action_model.proj_mouse.weight)       # cut the mouse path
+    assert eval_mouse_gap(m, Clips(), sched, 2, "cpu") == pytest.approx(0.0, abs=1e-7)
+
+
 def test_small_preset_is_the_engine_architecture():
     from matrix_game_core.model import CausalWanModel
     cfg = DiTStage().model_config()

@@ -195,9 +195,11 @@ def write_card(path: str, info: Dict) -> None:
           f"DiT latents were encoded from the first {info['train']['encoded_shards']} training episodes.", "",
           "## Recipe", "",
           "`python -m matrix_game_core.train all --preset embedded --device cpu` (see docs/data_and_training.md): "
-          f"VAE {info['train']['vae_steps']} steps (L1 + SSIM + gradient loss, 32x48 crops of 5-frame clips, "
-          f"batch 4); DiT {info['train']['dit_steps']} steps of diffusion forcing (batch {info['train']['dit_batch']}, "
-          f"9-latent clips, flow-matching MSE, EMA {info['train']['ema']}), on {info['train']['hardware']}.", "",
+          f"VAE {info['train']['vae_steps']} steps (L1 + SSIM + gradient loss + latent anchor, "
+          f"{info['train'].get('vae_recipe', '')}); DiT {info['train']['dit_steps']} steps of diffusion forcing "
+          f"(batch {info['train']['dit_batch']}, {info['train'].get('dit_clip_latents', 9)}-latent clips, flow-matching "
+          f"MSE, EMA {info['train']['ema']}, mouse inputs of the action MLPs scaled by "
+          f"{info['train'].get('mouse_init_gain', 1.0):g} at init), on {info['train']['hardware']}.", "",
           "| stage | final losses |", "|---|---|",
           f"| VAE | {info['train']['vae_final']} |", f"| DiT | {info['train']['dit_final']} |", "",
           "## Behaviour on the held-out maps", "",
@@ -277,11 +279,17 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
         "heldout": {"frames": hm["total_frames"], "shards": len(hm["shards"]),
                     "maps": sorted({s["map"] for s in hm["shards"]})},
         "train": {"vae_steps": vlast.get("step"), "dit_steps": dlast.get("step"), "dit_batch": cfg.dit.batch,
+                  "vae_recipe": f"{cfg.vae.crop[0]}x{cfg.vae.crop[1]} crops of {cfg.vae.clip_frames}-frame clips, "
+                                f"batch {cfg.vae.batch}, width {cfg.vae.dim}",
+                  "dit_clip_latents": cfg.dit.clip_latents, "mouse_init_gain": cfg.dit.mouse_init_gain,
+                  "dit_mouse_gap": devl.get("eval_mouse_gap"),
                   "ema": cfg.dit.ema, "hardware": hardware, "encoded_shards": enc,
                   "vae_final": f"loss {vlast.get('loss', float('nan')):.4f}, PSNR {vlast.get('psnr', float('nan')):.2f} dB "
                                f"(training crops)",
                   "dit_final": f"loss {dlast.get('loss', float('nan')):.4f}, fixed-noise eval loss "
-                               f"{devl.get('eval_loss', float('nan')):.4f} (step {devl.get('step')})"},
+                               f"{devl.get('eval_loss', float('nan')):.4f} (step {devl.get('step')})"
+                               + (f"; eval loss with the mouse track negated minus with the true one "
+                                  f"{devl['eval_mouse_gap']:+.4f}" if devl.get("eval_mouse_gap") is not None else "")},
         "eval": ev, "speed": sp}
     write_card(os.path.join(dest, os.path.basename(CARD_FILE)), info)
     with open(os.path.join(dest, "metrics.json"), "w", encoding="utf-8") as f:
