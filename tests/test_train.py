@@ -123,13 +123,16 @@ def test_eval_mouse_gap_is_zero_without_a_mouse_path_and_grows_with_one(tmp_path
         torch.nn.init.normal_(p, std=0.05) if p.dim() >= 2 else None
 
     class Clips:
+        mouse = torch.tensor([0.0, 0.1, 0.05]).view(3, 1, 1).expand(3, 9, 2)
+
         def __len__(self):
-            return 2
+            return 3
 
         def get(self, idx):
+            assert idx.tolist() == [1, 2]                                    # the two most turning clips
             g = torch.Generator().manual_seed(3)
             return {"latents": torch.randn(2, 16, 3, 4, 8, generator=g), "cond": torch.randn(2, 20, 3, 4, 8, generator=g),
-                    "keyboard": torch.zeros(2, 9, 4), "mouse": torch.full((2, 9, 2), 0.1)}
+                    "keyboard": torch.zeros(2, 9, 4), "mouse": self.mouse[idx]}
 
     sched = FlowMatchScheduler(cfg.timestep_shift)
     assert abs(eval_mouse_gap(m, Clips(), sched, 2, "cpu")) > 1e-4        # the mouse changes the prediction

@@ -165,11 +165,13 @@ def dit_loss(model: CausalWanModel, batch: Dict[str, torch.Tensor], sched: FlowM
 
 
 @torch.no_grad()
-def eval_loss(model, clips: LatentClips, sched, n: int, device, seed: int = 1234, mouse_sign: float = 1.0) -> float:
-    """Loss on fixed clips, noise and timesteps (no clean context): comparable across steps.
-    ``mouse_sign=-1`` evaluates with the camera track negated (see :func:`eval_mouse_gap`)."""
+def eval_loss(model, clips: LatentClips, sched, n: int, device, seed: int = 1234, mouse_sign: float = 1.0,
+              idx: Optional[torch.Tensor] = None) -> float:
+    """Loss on fixed clips (the first ``n``, or ``idx``), noise and timesteps (no clean context):
+    comparable across steps. ``mouse_sign=-1`` evaluates with the camera track negated (see
+    :func:`eval_mouse_gap`)."""
     g = torch.Generator().manual_seed(seed)
-    idx = torch.arange(min(n, len(clips)))
+    idx = torch.arange(min(n, len(clips))) if idx is None else idx
     batch = clips.get(idx)
     if mouse_sign != 1.0:
         batch = dict(batch, mouse=batch["mouse"] * mouse_sign)
@@ -180,13 +182,21 @@ def eval_loss(model, clips: LatentClips, sched, n: int, device, seed: int = 1234
     return out
 
 
-def eval_mouse_gap(model, clips: LatentClips, sched, n: int, device, base: Optional[float] = None) -> float:
-    """How much the model uses the camera track: fixed-noise eval loss with the mouse rows negated
-    (turn left <-> right, look up <-> down) minus the loss with the true rows. About 0 for a model
-    that ignores the mouse (it then cannot follow turns); it grows as action conditioning is
-    learned. ``base``: the true-track :func:`eval_loss`, if already computed."""
-    base = eval_loss(model, clips, sched, n, device) if base is None else base
-    return eval_loss(model, clips, sched, n, device, mouse_sign=-1.0) - base
+def turning_clips(clips: LatentClips, n: int) -> torch.Tensor:
+    """Indices of the ``n`` clips with the largest mean absolute yaw (where the camera track
+    matters most)."""
+    yaw = clips.mouse[:, :, 1].float().abs().mean(1)
+    return yaw.argsort(descending=True)[:min(n, len(clips))]
+
+
+def eval_mouse_gap(model, clips: LatentClips, sched, n: int, device) -> float:
+    """How much the model uses the camera track, on the ``n`` most turning clips
+    (:func:`turning_clips`): fixed-noise eval loss with the mouse rows negated (turn left <-> right,
+    look up <-> down) minus the loss with the true rows. About 0 for a model that ignores the mouse
+    (it then cannot follow turns); it grows as action conditioning is learned."""
+    idx = turning_clips(clips, n)
+    return (eval_loss(model, clips, sched, n, device, mouse_sign=-1.0, idx=idx)
+            - eval_loss(model, clips, sched, n, device, idx=idx))
 
 
 def _latents_vae_sha(run: str):
@@ -292,7 +302,7 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
                    "seconds": round(timer(), 2)}
             if step % (cfg.log_every * 10) == 0 or step == sc.steps:
                 rec["eval_loss"] = eval_loss(model, val, sched, 8, device)
-                rec["eval_mouse_gap"] = eval_mouse_gap(model, val, sched, 8, device, rec["eval_loss"])
+                rec["eval_mouse_gap"] = eval_mouse_gap(model, val, sched, 8, device)
             log.write(rec)
         if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
             acc, n_acc = 0.0, 0
