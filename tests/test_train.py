@@ -142,6 +142,31 @@ def test_eval_mouse_gap_is_zero_without_a_mouse_path_and_grows_with_one(tmp_path
     assert eval_mouse_gap(m, Clips(), sched, 2, "cpu") == pytest.approx(0.0, abs=1e-7)
 
 
+def test_action_lr_mult_groups_and_resumes_a_run_saved_without_it():
+    from matrix_game_core.train.dit import build_optimizer, load_optimizer_state
+    cfg = TrainConfig.preset("smoke").dit.model_config()
+    torch.manual_seed(0)
+    m = build_dit(cfg)
+    old = build_optimizer(m, 1e-3, 0.01)
+    assert len(old.param_groups) == 2                           # the layout of earlier checkpoints
+    x = torch.randn(1, 16, 3, 4, 8)
+    out = m(x, torch.full((1, 3), 500.0), torch.randn(1, 20, 3, 4, 8), torch.zeros(1, 1, 1280),
+            torch.zeros(1, 9, 4), torch.full((1, 9, 2), 0.1))
+    out.square().mean().backward()
+    old.step()
+    saved = old.state_dict()
+    new = build_optimizer(m, 1e-3, 0.01, action_lr_mult=3.0)
+    mults = {id(p): g["lr_mult"] for g in new.param_groups for p in g["params"]}
+    for n_, p in m.named_parameters():
+        assert mults[id(p)] == (3.0 if ".action_model." in n_ else 1.0), n_
+    load_optimizer_state(new, m, saved, 0.01)
+    moved = [p for p in m.parameters() if p in old.state]
+    assert moved and all(torch.equal(new.state[p]["exp_avg"], old.state[p]["exp_avg"]) for p in moved)
+    same = build_optimizer(m, 1e-3, 0.01)
+    load_optimizer_state(same, m, saved, 0.01)                  # same layout: a plain load
+    assert all(torch.equal(same.state[p]["exp_avg_sq"], old.state[p]["exp_avg_sq"]) for p in moved)
+
+
 def test_small_preset_is_the_engine_architecture():
     from matrix_game_core.model import CausalWanModel
     cfg = DiTStage().model_config()

@@ -79,6 +79,7 @@ class DiTStage:
     clean_context_prob: float = 0.25          # share of samples whose first blocks are clean context
     denoising_step_list: List[int] = field(default_factory=lambda: [1000, 875, 750, 625, 500, 375, 250, 125])
     mouse_init_gain: float = 10.0             # init scale of the mouse inputs of the action MLPs (train/dit.py)
+    action_lr_mult: float = 1.0               # learning-rate multiplier of the action modules' parameters
 
     def model_config(self, keyboard_dim: int = 4) -> ModelConfig:
         """The engine :class:`ModelConfig` of this stage (universal mode, image-encoder free)."""

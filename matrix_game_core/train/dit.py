@@ -207,13 +207,36 @@ def _latents_vae_sha(run: str):
         return json.load(f).get("vae_sha256")
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW, betas (0.9, 0.95); no weight decay on 1-D parameters and modulations."""
-    decay, no_decay = [], []
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, action_lr_mult: float = 1.0) -> torch.optim.AdamW:
+    """AdamW, betas (0.9, 0.95); no weight decay on 1-D parameters and modulations. With
+    ``action_lr_mult != 1`` the action modules' parameters get their own groups whose ``lr_mult``
+    the training loop applies (``group["lr"] = lr * group.get("lr_mult", 1)``)."""
+    groups: Dict = {}
     for n_, p in model.named_parameters():
-        (no_decay if p.dim() < 2 or "modulation" in n_ else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+        action = action_lr_mult != 1.0 and ".action_model." in n_
+        key = (action, p.dim() < 2 or "modulation" in n_)
+        groups.setdefault(key, []).append(p)
+    out = []
+    for action in (False, True):
+        for no_decay in (False, True):
+            if (action, no_decay) in groups or not action:
+                out.append({"params": groups.get((action, no_decay), []), "weight_decay": 0.0 if no_decay else weight_decay,
+                            "lr_mult": action_lr_mult if action else 1.0})
+    return torch.optim.AdamW(out, lr=lr, betas=(0.9, 0.95))
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, model: nn.Module, state: Dict, weight_decay: float) -> None:
+    """Load a saved optimizer state, also one saved with another parameter grouping (a run resumed
+    with a new ``action_lr_mult``): the per-parameter moments are carried over by parameter."""
+    try:
+        opt.load_state_dict(state)
+        return
+    except ValueError:
+        pass
+    old = build_optimizer(model, opt.defaults["lr"], weight_decay)     # the layout without action groups
+    old.load_state_dict(state)
+    for p, st in old.state.items():
+        opt.state[p] = st
 
 
 def write_dit(model: CausalWanModel, folder: str) -> str:
@@ -250,7 +273,7 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
     mcfg = sc.model_config()
     model = build_dit(mcfg, sc.mouse_init_gain).to(device)
     ema = EMA(model, sc.ema)
-    opt = build_optimizer(model, sc.lr, sc.weight_decay)
+    opt = build_optimizer(model, sc.lr, sc.weight_decay, sc.action_lr_mult)
     sched = FlowMatchScheduler(mcfg.timestep_shift)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     step = 0
@@ -264,7 +287,7 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
                                   f"retrained since); delete {out} to train the DiT again.")
         restore_model(model, st["model"], ckpt_p, "DiT")
         ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["optimizer"])
+        load_optimizer_state(opt, model, st["optimizer"], sc.weight_decay)
         gen.set_state(st["generator"])
         step = int(st["step"])
     if step >= sc.steps and os.path.isfile(final):
@@ -282,7 +305,7 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
     while step < sc.steps:
         lr = lr_at(step, sc.lr, sc.warmup, sc.steps)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         glob = diffusion_forcing_batch(clips.batch(sc.batch, gen), sched, mcfg.num_frame_per_block,
                                        sc.clean_context_prob, gen)
         denom = float(glob["loss_mask"].sum().clamp_min(1)) / dist.world
