@@ -1,7 +1,7 @@
 """The embedded default model (issue 10): the shipped files, loading, and the behavioural check
 (from a shipped Doom start frame, turning right moves the picture left and turning left moves it
 right, by the evaluator's phase correlation), which an untrained model fails. The shipped model of
-the first training session does not pass the check yet (action following 0 % on the held-out maps:
+the second training session does not pass the check yet (action following 0 % on the held-out maps:
 see its model card); the test asserting it on the embedded model lands with the weights that pass."""
 import json
 import os
