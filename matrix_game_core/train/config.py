@@ -169,8 +169,9 @@ class TrainConfig:
                        dit=DiTStage(dim=192, num_layers=6, num_heads=3, ffn_mult=4, action_blocks=[0, 1, 2, 3],
                                     action_heads=2, keyboard_hidden=128, local_attn_size=6, clip_latents=9,
                                     clip_stride=24, clip_encoding="clip", cond_latents=3,
-                                    max_shards={"train": 16, "val": 2},
-                                    batch=4, steps=40_000, lr=2e-4, warmup=300,
+                                    max_shards={"train": 48, "val": 2},
+                                    # what the shipped run uses since step 4,750 (docs/data_and_training.md §3b)
+                                    batch=4, steps=40_000, lr=5e-4, warmup=300, ema=0.998, action_lr_mult=3.0,
                                     denoising_step_list=[1000, 750, 500, 250]),
                        log_every=25, ckpt_every=250)
         if name == "smoke":
