@@ -193,7 +193,11 @@ def eval_mouse_gap(model, clips: LatentClips, sched, n: int, device) -> float:
     """How much the model uses the camera track, on the ``n`` most turning clips
     (:func:`turning_clips`): fixed-noise eval loss with the mouse rows negated (turn left <-> right,
     look up <-> down) minus the loss with the true rows. About 0 for a model that ignores the mouse
-    (it then cannot follow turns); it grows as action conditioning is learned."""
+    (it then cannot follow turns); it grows as action conditioning is learned.
+
+    Returns:
+        the difference of two flow-matching MSEs (latent units squared), a float; the embedded run
+        logged 0.0006 at step 2,250 and 0.015 at step 11,750."""
     idx = turning_clips(clips, n)
     return (eval_loss(model, clips, sched, n, device, mouse_sign=-1.0, idx=idx)
             - eval_loss(model, clips, sched, n, device, idx=idx))
@@ -211,18 +215,13 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, action_lr_
     """AdamW, betas (0.9, 0.95); no weight decay on 1-D parameters and modulations. With
     ``action_lr_mult != 1`` the action modules' parameters get their own groups whose ``lr_mult``
     the training loop applies (``group["lr"] = lr * group.get("lr_mult", 1)``)."""
-    groups: Dict = {}
+    keys = [(False, False), (False, True)] + ([(True, False), (True, True)] if action_lr_mult != 1.0 else [])
+    groups = {k: [] for k in keys}                       # (action module?, no weight decay?) -> parameters
     for n_, p in model.named_parameters():
-        action = action_lr_mult != 1.0 and ".action_model." in n_
-        key = (action, p.dim() < 2 or "modulation" in n_)
-        groups.setdefault(key, []).append(p)
-    out = []
-    for action in (False, True):
-        for no_decay in (False, True):
-            if (action, no_decay) in groups or not action:
-                out.append({"params": groups.get((action, no_decay), []), "weight_decay": 0.0 if no_decay else weight_decay,
-                            "lr_mult": action_lr_mult if action else 1.0})
-    return torch.optim.AdamW(out, lr=lr, betas=(0.9, 0.95))
+        groups[(action_lr_mult != 1.0 and ".action_model." in n_, p.dim() < 2 or "modulation" in n_)].append(p)
+    return torch.optim.AdamW([{"params": ps, "weight_decay": 0.0 if nd else weight_decay,
+                               "lr_mult": action_lr_mult if act else 1.0}
+                              for (act, nd), ps in groups.items() if ps or not act], lr=lr, betas=(0.9, 0.95))
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, model: nn.Module, state: Dict, weight_decay: float) -> None:
