@@ -80,6 +80,9 @@ class DiTStage:
     denoising_step_list: List[int] = field(default_factory=lambda: [1000, 875, 750, 625, 500, 375, 250, 125])
     mouse_init_gain: float = 10.0             # init scale of the mouse inputs of the action MLPs (train/dit.py)
     action_lr_mult: float = 1.0               # learning-rate multiplier of the action modules' parameters
+    camera_pan_prob: float = 0.0              # share of clips replaced by pure camera pans (train/augment.py)
+    camera_pan_per_unit: List[float] = field(default_factory=lambda: [0.678, -0.313])  # (pitch, yaw) frames/unit
+    camera_pan_random_track: float = 0.0      # share of the pans under a random block-wise camera track
 
     def model_config(self, keyboard_dim: int = 4) -> ModelConfig:
         """The engine :class:`ModelConfig` of this stage (universal mode, image-encoder free)."""

@@ -38,6 +38,7 @@ from .common import (EMA, JsonlLog, Timer, autocast, checkpoint_from_main, load_
                      restore_model, seed_all, to_device)
 from .distributed import Dist
 from .config import TrainConfig
+from .augment import camera_pan_batch
 from .latents import LatentClips
 
 
@@ -305,7 +306,11 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
         lr = lr_at(step, sc.lr, sc.warmup, sc.steps)
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
-        glob = diffusion_forcing_batch(clips.batch(sc.batch, gen), sched, mcfg.num_frame_per_block,
+        raw = clips.batch(sc.batch, gen)
+        if sc.camera_pan_prob > 0:      # pure camera pans made from real latents (train/augment.py)
+            raw = camera_pan_batch(raw, sc.camera_pan_prob, gen, sc.camera_pan_per_unit, sc.camera_pan_random_track)
+            raw.pop("camera_pan")
+        glob = diffusion_forcing_batch(raw, sched, mcfg.num_frame_per_block,
                                        sc.clean_context_prob, gen)
         denom = float(glob["loss_mask"].sum().clamp_min(1)) / dist.world
         with autocast(device, bf16):
