@@ -40,8 +40,11 @@ class FollowingReport:
     """Result of :func:`action_following`.
 
     Attributes:
-        per_class: ``{class: {"n", "correct", "accuracy"}}`` for turn_left / turn_right /
-            look_up / look_down (``accuracy`` None when ``n == 0``).
+        per_class: ``{class: {"n", "correct", "accuracy", "toward_px"}}`` for turn_left / turn_right /
+            look_up / look_down (``accuracy`` None when ``n == 0``); ``toward_px``: the mean picture
+            motion of the class's blocks in the commanded direction, pixels per frame (positive =
+            the right way; a block is followed from ``min_motion`` x the frame width / height on),
+            None when ``n == 0``: it shows progress while the accuracy is still 0.
         yaw_accuracy / pitch_accuracy / accuracy: pooled over the yaw classes, the pitch
             classes, and all four (None when no block of that kind).
         blocks: one dict per block: rows, mean commanded (pitch, yaw), mean measured (dx, dy) in
@@ -95,7 +98,7 @@ def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motio
     t = mo.shape[0] + 1
     if m.shape[0] < t - 1:
         raise MatrixGameError(f"mouse track has {m.shape[0]} rows but the video has {t} frames.")
-    per = {name: {"n": 0, "correct": 0} for name, _, _ in ACTION_CLASSES}
+    per = {name: {"n": 0, "correct": 0, "toward_px": 0.0} for name, _, _ in ACTION_CLASSES}
     blocks = []
     b = 0
     while True:
@@ -116,11 +119,13 @@ def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motio
                 ok = bool(v * sign > 0 and abs(v) >= min_motion * size)
                 per[name]["n"] += 1
                 per[name]["correct"] += int(ok)
+                per[name]["toward_px"] += float(v * sign)
                 info["classes"][name] = ok
         blocks.append(info)
         b += 1
     for v in per.values():
         v["accuracy"] = _acc(v["correct"], v["n"])
+        v["toward_px"] = None if v["n"] == 0 else v["toward_px"] / v["n"]
     yc = per["turn_left"]["correct"] + per["turn_right"]["correct"]
     yn = per["turn_left"]["n"] + per["turn_right"]["n"]
     pc = per["look_up"]["correct"] + per["look_down"]["correct"]

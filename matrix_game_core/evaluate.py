@@ -155,7 +155,7 @@ def evaluate_run(run: Optional[str], data: str, split: str = "val", clips: int =
         raise MatrixGameError(f"{data} has no shards.")
     t = 9 + 12 * (blocks - 1)
     nb_res, follow = [], []
-    per = {name: {"n": 0, "correct": 0} for name, _, _ in ACTION_CLASSES}
+    per = {name: {"n": 0, "correct": 0, "toward_px": 0.0} for name, _, _ in ACTION_CLASSES}
     rng = np.random.default_rng(seed)
     done = 0
     for e in es:
@@ -176,12 +176,14 @@ def evaluate_run(run: Optional[str], data: str, split: str = "val", clips: int =
         for k, v in rep.per_class.items():
             per[k]["n"] += v["n"]
             per[k]["correct"] += v["correct"]
+            per[k]["toward_px"] += (v["toward_px"] or 0.0) * v["n"]
         follow.append(rep.to_dict())
         done += 1
     if not nb_res:
         raise MatrixGameError(f"no shard of {data} has {t} frames; lower --blocks.")
     for v in per.values():
         v["accuracy"] = _acc(v["correct"], v["n"])
+        v["toward_px"] = None if v["n"] == 0 else v["toward_px"] / v["n"]
     out = {"label": comps.label, "clips": len(nb_res), "frames_per_clip": t}
     for k in ("model", "copy_last", "rollout"):
         vals = [r[k] for r in nb_res if k in r]

@@ -67,7 +67,8 @@ def action_following_report(images: torch.Tensor, actions) -> Tuple[str, float]:
     lines = [f"action following over {len(rep.blocks)} blocks (sign of global image motion vs mouse command):"]
     for name, v in rep.per_class.items():
         acc = "n/a" if v["accuracy"] is None else f"{100 * v['accuracy']:.0f}%"
-        lines.append(f"  {name:<10} {v['correct']}/{v['n']} {acc}")
+        way = "" if v.get("toward_px") is None else f"  ({v['toward_px']:+.2f} px/frame the commanded way)"
+        lines.append(f"  {name:<10} {v['correct']}/{v['n']} {acc}{way}")
     total = -1.0 if rep.accuracy is None else float(rep.accuracy)
     lines.append("  overall    " + ("n/a (no block turns or looks)" if total < 0 else f"{100 * total:.0f}%"))
     return "\n".join(lines), total

@@ -134,3 +134,7 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     write_card(str(out), info)
     card = out.read_text(encoding="utf-8")
     assert "33-frame clips" in card and "scaled by 10 at init" in card
+    info["eval"]["action_following"]["turn_right"]["toward_px"] = -0.031     # moves, but the wrong way
+    write_card(str(out), info)
+    row = [ln for ln in out.read_text(encoding="utf-8").splitlines() if ln.startswith("| turn right |")][0]
+    assert "-0.031 px/frame (followed from 0.112)" in row

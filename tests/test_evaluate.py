@@ -56,6 +56,12 @@ def test_synthetic_panning_is_followed_100_percent():
     assert right["motion_px"][0] == pytest.approx(-3.0, abs=0.1)
     up = [b for b in rep.blocks if "look_up" in b["classes"]][0]
     assert up["motion_px"][1] == pytest.approx(3.0, abs=0.1)
+    for name, _, _ in ACTION_CLASSES:                       # 3 px a frame, the commanded way
+        assert rep.per_class[name]["toward_px"] == pytest.approx(3.0, abs=0.15), name
+    wrong = action_following(video, -ms)                    # the same video under the opposite commands
+    assert all(v["toward_px"] == pytest.approx(-3.0, abs=0.15) for v in wrong.per_class.values())
+    still = action_following(np.repeat(video[:1], len(video), axis=0), ms)   # a still picture
+    assert all(abs(v["toward_px"]) < 0.05 and v["accuracy"] == 0.0 for v in still.per_class.values())
 
 
 @pytest.mark.parametrize("px,mag", [(0.6, 0.1), (2.0, 0.06), (6.0, 0.1)])

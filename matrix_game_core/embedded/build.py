@@ -83,7 +83,7 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
     fps = float(read_manifest(heldout)["fps"])
     t = 9 + 12 * (blocks - 1)
     rng = np.random.default_rng(seed)
-    nb, per = [], {name: {"n": 0, "correct": 0} for name, _, _ in ACTION_CLASSES}
+    nb, per = [], {name: {"n": 0, "correct": 0, "toward_px": 0.0} for name, _, _ in ACTION_CLASSES}
     used = 0
     for e in es:
         if used >= clips:
@@ -101,11 +101,13 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
         for k, v in rep.per_class.items():
             per[k]["n"] += v["n"]
             per[k]["correct"] += v["correct"]
+            per[k]["toward_px"] += (v["toward_px"] or 0.0) * v["n"]
         used += 1
     if not nb:
         raise MatrixGameError(f"no held-out shard has {t} frames.")
     for v in per.values():
         v["accuracy"] = None if v["n"] == 0 else v["correct"] / v["n"]
+        v["toward_px"] = None if v["n"] == 0 else v["toward_px"] / v["n"]
     # free-running rollout: the longest held-out shard, from its start
     n_blocks = max(2, int(np.ceil((rollout_seconds * fps - 9) / 12)) + 1)
     tr = 9 + 12 * (n_blocks - 1)
@@ -208,10 +210,12 @@ def write_card(path: str, info: Dict) -> None:
           f"| next-block PSNR (teacher forced) | {ev['next_block']['model']['psnr']:.2f} dB | "
           f"{ev['next_block']['copy_last']['psnr']:.2f} dB |",
           f"| next-block SSIM | {ev['next_block']['model']['ssim']:.3f} | {ev['next_block']['copy_last']['ssim']:.3f} |",
-          "", "| action following | blocks | accuracy |", "|---|---|---|"]
+          "", "| action following | blocks | accuracy | picture motion the commanded way |", "|---|---|---|---|"]
     for k in ("turn_left", "turn_right", "look_up", "look_down"):
         v = af[k]
-        L.append(f"| {k.replace('_', ' ')} | {v['n']} | {_fmt(None if v['accuracy'] is None else 100 * v['accuracy'], 0)} % |")
+        need = 1e-3 * (c["video_size"][1] if k.startswith("turn") else c["video_size"][0])
+        L.append(f"| {k.replace('_', ' ')} | {v['n']} | {_fmt(None if v['accuracy'] is None else 100 * v['accuracy'], 0)} % "
+                 f"| {_fmt(v.get('toward_px'), 3)} px/frame (followed from {need:.3f}) |")
     ro = ev["rollout"]
     L += ["", f"Turns at 0.1 (5 degrees per frame); looks at {ev['pitch_magnitude']} (Doom limits the pitch to about "
           "+-30 degrees). Ceiling of this metric on recorded ViZDoom play: ~94 % (yaw), 100 % (pitch).", "",
