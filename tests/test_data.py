@@ -39,8 +39,8 @@ def test_fit_frame_is_a_centre_crop_when_possible():
     assert pick_render_resolution(32, 64) == (256, 144)
 
 
-def _simulate_policy(seed, n=400):
-    pol = ExplorationPolicy(np.random.default_rng(seed), PolicyConfig())
+def _simulate_policy(seed, n=400, cfg=None):
+    pol = ExplorationPolicy(np.random.default_rng(seed), cfg or PolicyConfig())
     pose = np.zeros(5)
     rng = np.random.default_rng(99)
     out = []
@@ -69,6 +69,35 @@ def test_policy_is_deterministic_and_valid():
     yaw = np.array([y for _, y, _, _ in a])
     assert (np.abs(np.abs(yaw) - PolicyConfig().deg_per_step) < 1e-9).mean() > 0.01   # full camera steps
     assert (keys[:, 0] > 0).mean() > 0.3                                       # it walks
+    still = (keys.sum(1) == 0) & (np.array([y for _, y, _, _ in a]) == 0) & (np.array([p for _, _, p, _ in a]) == 0)
+    assert not still.any()                     # the default policy never stops (earlier recordings unchanged)
+
+
+def test_policy_holds_still_then_moves_the_camera_from_rest():
+    cfg = PolicyConfig(still_prob=0.03)
+    a = _simulate_policy(4, n=3000, cfg=cfg)
+    keys = np.stack([k for k, _, _, _ in a])
+    yaw = np.array([y for _, y, _, _ in a])
+    pitch = np.array([p for _, _, p, _ in a])
+    still = (keys.sum(1) == 0) & (yaw == 0) & (pitch == 0)
+    runs, t = [], 0
+    while t < len(a):
+        if still[t]:
+            e = t
+            while e < len(a) and still[e]:
+                e += 1
+            runs.append((t, e))
+            t = e
+        else:
+            t += 1
+    full = [(s, e) for s, e in runs if e < len(a) and s > 0]
+    assert len(full) >= 20
+    assert all(e - s >= cfg.still_min for s, e in full)                     # stops may follow each other
+    step = cfg.deg_per_step
+    gest = [e for _, e in full if abs(abs(yaw[e]) - step) < 1e-9 or (pitch[e] != 0 and yaw[e] == 0)]
+    assert len(gest) >= 0.6 * len(full)        # most stops end in a turn or look from rest ...
+    assert all(keys[e].sum() == 0 for e in gest)                               # ... made in place
+    assert {np.sign(yaw[e]) for e in gest if yaw[e] != 0} == {-1.0, 1.0}
 
 
 def _toy_shard(t=13, h=16, w=32, seed=0):

@@ -4,7 +4,7 @@ Commands::
 
     record --out DIR (--frames N | --hours H) [--seed 0] [--size 176x320] [--render 320x180]
            [--format mp4|npz] [--crf 18] [--preset superfast] [--workers N] [--monsters] [--maps MAP01,MAP02] [--episode-len 300:1200]
-           [--val-every 20] [--deg-per-step 5.0] [--tics-per-frame 2] [--no-progress]
+           [--val-every 20] [--deg-per-step 5.0] [--tics-per-frame 2] [--still-prob 0] [--no-progress]
     info DIR                       # frames, hours, splits, maps, action statistics
     track DIR --shard ep000003 [--start 0] [--frames 57] --out track.json
                                    # an ActionTrack JSON of recorded actions (for replay/eval)
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--deg-per-step", type=float, default=5.0,
                    help="degrees per video frame that equal 0.1 official mouse units")
     r.add_argument("--tics-per-frame", type=int, default=2)
+    r.add_argument("--still-prob", type=float, default=0.0,
+                   help="chance per frame that the player stops, holds still for 6-30 frames and then "
+                        "(usually) turns or looks from rest (default 0: never)")
     r.add_argument("--no-progress", action="store_true")
     i = sub.add_parser("info", help="summarise a recording")
     i.add_argument("folder")
@@ -98,7 +101,7 @@ def cmd_record(a) -> int:
     if a.maps:
         game.maps = [m.strip().upper() for m in a.maps.split(",") if m.strip()]
     cfg = RecordConfig(frames=frames, seed=a.seed, episode_min=lo, episode_max=hi, fmt=a.format, crf=a.crf, preset=a.preset,
-                       val_every=a.val_every, game=game, policy=PolicyConfig(deg_per_step=a.deg_per_step))
+                       val_every=a.val_every, game=game, policy=PolicyConfig(deg_per_step=a.deg_per_step, still_prob=a.still_prob))
     m = record(a.out, cfg, workers=a.workers, progress=not a.no_progress)
     st = m.get("stats", {})
     print(json.dumps({"folder": a.out, "shards": len(m["shards"]), "total_frames": m["total_frames"],

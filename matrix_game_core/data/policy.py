@@ -17,6 +17,11 @@ Behaviour (all per video frame):
 * **pitch**: an OU process pulled back to the horizon, plus look-up / look-down gestures, kept
   inside ``±max_pitch`` degrees using the pose (so the engine never clips a requested rotation and
   recorded actions equal applied rotations);
+* **still, then a camera gesture** (``still_prob``, off by default so that earlier recordings stay
+  a function of their seeds): the player stops (no key, no rotation) for ``still_min..still_max``
+  frames and then, with chance ``still_then_gesture``, starts a turn or look gesture from rest:
+  what a user of the live session does, and the situation of the action-following benchmark
+  (an idle block, then a turn), which the OU camera otherwise never shows;
 * **walls**: the depth buffer's central window says how close the wall ahead is; when it is near,
   the policy turns towards the side with more free space (and backs off when very near); when the
   player stops moving while pushing forward (stuck on a ledge, a closed door) it turns away.
@@ -65,6 +70,12 @@ class PolicyConfig:
     pitch_gesture: float = 0.025
     gesture_min: int = 4
     gesture_max: int = 16
+    #: Chance per frame to stop and hold still (keys, yaw and pitch 0) for still_min..still_max
+    #: frames, after which a camera gesture starts with chance still_then_gesture (0 = never stop).
+    still_prob: float = 0.0
+    still_min: int = 6
+    still_max: int = 30
+    still_then_gesture: float = 0.8
     #: Depth-buffer thresholds (ViZDoom depth units, ~7 map units each) for "wall ahead".
     near_depth: float = 10.0
     very_near_depth: float = 4.0
@@ -104,6 +115,8 @@ class ExplorationPolicy:
         self.avoid_left = 0
         self.last_xy: Optional[np.ndarray] = None
         self.slow = 0
+        self.still_left = 0
+        self.gesture_pure = False
 
     # ------------------------------------------------------------------------------------------
     def _pick_move(self) -> None:
@@ -112,6 +125,21 @@ class ExplorationPolicy:
         i = int(r.choice(len(_MOVES), p=w / w.sum()))
         self.keys = np.array(_MOVES[i][1], dtype=np.float32)
         self.move_left = int(r.integers(self.cfg.move_min, self.cfg.move_max + 1))
+
+    def _start_gesture(self, yaw: bool) -> None:
+        """A yaw gesture (one camera step, either way, gesture_min..gesture_max frames) or a look
+        gesture (0.4, 0.7 or 1 step up or down, 4..12 frames: slower and shorter than turns since
+        the pitch is limited to +-max_pitch)."""
+        r, cfg = self.rng, self.cfg
+        self.gesture_pure = False
+        if yaw:
+            self.gesture_yaw = float(r.choice([-1.0, 1.0])) * cfg.deg_per_step
+            self.gesture_pitch = 0.0
+            self.gesture_left = int(r.integers(cfg.gesture_min, cfg.gesture_max + 1))
+        else:
+            self.gesture_yaw = 0.0
+            self.gesture_pitch = float(r.choice([-1.0, 1.0]) * r.choice([0.4, 0.7, 1.0])) * cfg.deg_per_step
+            self.gesture_left = int(r.integers(4, 13))
 
     def _wall(self, depth: Optional[np.ndarray]) -> Tuple[float, float]:
         """``(centre depth, left-minus-right free space)`` from a ``[H, W]`` depth buffer."""
@@ -138,6 +166,22 @@ class ExplorationPolicy:
             ``(keys [4] float32 in {0,1} (W S A D), yaw deg/frame (right +), pitch deg/frame (up +))``.
         """
         cfg, r = self.cfg, self.rng
+        # ---- still, then (usually) a camera gesture from rest
+        if self.still_left > 0:
+            self.still_left -= 1
+            self.last_xy = np.asarray(pose[:2], dtype=np.float64)
+            self.slow = 0
+            if self.still_left == 0 and r.random() < cfg.still_then_gesture:
+                self._start_gesture(yaw=r.random() < 0.5)
+                self.keys = np.zeros(4, dtype=np.float32)   # turn / look in place, the other axis at rest
+                self.move_left = self.gesture_left
+                self.gesture_pure = True
+            return np.zeros(4, dtype=np.float32), 0.0, 0.0
+        if (cfg.still_prob > 0 and self.avoid_left <= 0 and self.gesture_left <= 0
+                and r.random() < cfg.still_prob):
+            self.still_left = int(r.integers(cfg.still_min, cfg.still_max + 1))
+            self.yaw = self.yaw_mean = self.pitch_rate = 0.0
+            return self.act(depth, pose)
         # ---- movement
         if self.move_left <= 0:
             self._pick_move()
@@ -173,14 +217,9 @@ class ExplorationPolicy:
         else:
             # ---- yaw: gestures or OU
             if self.gesture_left <= 0 and r.random() < cfg.yaw_gesture:
-                self.gesture_yaw = float(r.choice([-1.0, 1.0])) * cfg.deg_per_step
-                self.gesture_pitch = 0.0
-                self.gesture_left = int(r.integers(cfg.gesture_min, cfg.gesture_max + 1))
+                self._start_gesture(yaw=True)
             elif self.gesture_left <= 0 and r.random() < cfg.pitch_gesture:
-                self.gesture_yaw = 0.0
-                # look up/down: slower and longer than yaw gestures (pitch is limited to +-max_pitch)
-                self.gesture_pitch = float(r.choice([-1.0, 1.0]) * r.choice([0.4, 0.7, 1.0])) * cfg.deg_per_step
-                self.gesture_left = int(r.integers(4, 13))
+                self._start_gesture(yaw=False)
             if r.random() < cfg.yaw_mean_switch:
                 self.yaw_mean = float(r.normal(0.0, 0.5 * cfg.deg_per_step))
             self.yaw += cfg.yaw_theta * (self.yaw_mean - self.yaw) + cfg.yaw_sigma * float(r.normal())
@@ -188,6 +227,8 @@ class ExplorationPolicy:
             yaw = self.yaw
             if self.gesture_left > 0 and self.gesture_yaw != 0.0:
                 yaw = self.gesture_yaw
+            elif self.gesture_left > 0 and self.gesture_pure:
+                yaw = 0.0
 
         # ---- pitch (up +); current pitch up = -pose[4]
         pitch_up = -float(pose[4])
@@ -197,9 +238,13 @@ class ExplorationPolicy:
             self.gesture_left -= 1
             if self.gesture_pitch != 0.0:
                 pitch = self.gesture_pitch
+            elif self.gesture_pure:
+                pitch = 0.0
         lo, hi = -cfg.max_pitch - pitch_up, cfg.max_pitch - pitch_up
         if not lo <= pitch <= hi:
             pitch = float(np.clip(pitch, lo, hi))
             self.pitch_rate = 0.0
+            if self.gesture_pure and self.gesture_pitch != 0.0:
+                self.gesture_left, self.gesture_pure = 0, False     # a look from rest ends at the limit
             self.gesture_pitch = 0.0
         return keys.astype(np.float32), float(yaw), float(pitch)
