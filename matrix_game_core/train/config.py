@@ -172,7 +172,9 @@ class TrainConfig:
                        dit=DiTStage(dim=192, num_layers=6, num_heads=3, ffn_mult=4, action_blocks=[0, 1, 2, 3],
                                     action_heads=2, keyboard_hidden=128, local_attn_size=6, clip_latents=9,
                                     clip_stride=24, clip_encoding="clip", cond_latents=3,
-                                    max_shards={"train": 48, "val": 2},
+                                    # 43 still-start episodes + the first 48 of the main recording
+                                    # (merged in that order: docs/data_and_training.md §3b)
+                                    max_shards={"train": 91, "val": 2},
                                     # what the shipped run uses since step 4,750 (docs/data_and_training.md §3b)
                                     batch=4, steps=40_000, lr=5e-4, warmup=300, ema=0.998, action_lr_mult=3.0,
                                     denoising_step_list=[1000, 750, 500, 250]),
