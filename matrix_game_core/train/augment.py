@@ -23,9 +23,7 @@ from typing import Dict, Sequence
 
 import torch
 
-#: Picture motion per official mouse unit as a fraction of the frame (height for pitch, width for yaw):
-#: ViZDoom at 5 degrees a camera step, measured on the embedded model's recordings (module docstring).
-DOOM_PAN_PER_UNIT = (0.678, -0.313)
+from .config import DOOM_PAN_PER_UNIT  # (pitch, yaw) picture motion per unit: see the module docstring
 
 
 def shift_latent(x: torch.Tensor, dy: int, dx: int, fill: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,10 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..config import ActionConfig, ModelConfig
 from ..errors import MatrixGameError
 
+#: Picture motion per official mouse unit as a fraction of the frame (height for pitch, width for yaw):
+#: ViZDoom at 5 degrees a camera step, measured on the embedded model's recordings (train/augment.py).
+DOOM_PAN_PER_UNIT = (0.678, -0.313)
+
 
 @dataclass
 class VAEStage:
@@ -81,7 +85,7 @@ class DiTStage:
     mouse_init_gain: float = 10.0             # init scale of the mouse inputs of the action MLPs (train/dit.py)
     action_lr_mult: float = 1.0               # learning-rate multiplier of the action modules' parameters
     camera_pan_prob: float = 0.0              # share of clips replaced by pure camera pans (train/augment.py)
-    camera_pan_per_unit: List[float] = field(default_factory=lambda: [0.678, -0.313])  # (pitch, yaw) frames/unit
+    camera_pan_per_unit: List[float] = field(default_factory=lambda: list(DOOM_PAN_PER_UNIT))  # (pitch, yaw)
     camera_pan_random_track: float = 0.0      # share of the pans under a random block-wise camera track
 
     def model_config(self, keyboard_dim: int = 4) -> ModelConfig:
