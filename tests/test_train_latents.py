@@ -101,3 +101,40 @@ def test_anchor_weight_adds_its_term_to_the_vae_loss():
     anch = vae_losses(vae, x, VAEStage(dim=4, anchor_weight=0.5))
     assert "anchor" not in plain and float(anch["anchor"]) > 0
     torch.testing.assert_close(anch["loss"], plain["loss"] + 0.5 * anch["anchor"])
+
+
+def _clips_with_mouse(mouse):
+    c = LatentClips.__new__(LatentClips)          # no files: only the fields onset_clips / batch read
+    n, t = mouse.shape[:2]
+    c.mouse = mouse
+    c.keyboard = torch.zeros(n, t, 4, dtype=torch.uint8)
+    c.latents = torch.arange(n, dtype=torch.float16).view(n, 1, 1, 1, 1).expand(n, 16, 3, 2, 2).clone()
+    c.cond = torch.zeros(n, 16, 3, 2, 2, dtype=torch.float16)
+    return c
+
+
+def test_onset_clips_are_turns_from_rest_and_focus_sampling():
+    t = 33
+    m = torch.zeros(6, t, 2)
+    m[0, 9:, 1] = 0.1            # still 9 frames, then turn right: onset
+    m[1, :, 1] = 0.05            # always turning: no onset
+    m[2, 7:, 0] = -0.07          # still only 7 frames, then look down: not with still_frames=8
+    m[3, :12, 1] = 0.1           # turning, then stops: no onset (the reverse)
+    m[4, 20:, 0] = 0.04          # moving from frame 20 after rest: onset (pitch)
+    m[5, 10:12, 1] = 0.1         # a 2-frame twitch: too short to be a turn (needs 4 moving frames)
+    c = _clips_with_mouse(m)
+    assert c.onset_clips(8).tolist() == [0, 4]
+    assert c.onset_clips(7).tolist() == [0, 2, 4]
+    with pytest.raises(MatrixGameError, match="at least 1"):
+        c.onset_clips(0)
+    focus = c.onset_clips(8)
+    # share 0 draws exactly the uniform batch (a resumed run stays bit-identical)
+    a = c.batch(5, torch.Generator().manual_seed(3))
+    b = c.batch(5, torch.Generator().manual_seed(3), focus, 0.0)
+    assert torch.equal(a["latents"], b["latents"])
+    # share 1: every row is an onset clip; share 0.5: about half
+    rows = c.batch(64, torch.Generator().manual_seed(4), focus, 1.0)["latents"][:, 0, 0, 0, 0]
+    assert set(rows.long().tolist()) <= {0, 4}
+    rows = c.batch(2000, torch.Generator().manual_seed(5), focus, 0.5)["latents"][:, 0, 0, 0, 0].long()
+    share = float(((rows == 0) | (rows == 4)).float().mean())
+    assert abs(share - (0.5 + 0.5 * 2 / 6)) < 0.04

@@ -271,3 +271,18 @@ def test_merge_recordings_from_several_machines(tmp_path):
         merge_recordings(str(tmp_path / "x"), [a, c])
     with pytest.raises(MatrixGameError, match="same --size"):
         merge_recordings(str(tmp_path / "y"), [a, d])
+
+
+def test_onset_share_needs_still_starts_and_trains_on_them(tmp_path):
+    from matrix_game_core.train.dit import train_dit
+    run = str(tmp_path / "run")
+    _fake_latents(run)                                   # the camera always moves: no onset clip
+    with pytest.raises(MatrixGameError, match=r"no camera onset.*--still-prob"):
+        train_dit(run, _cfg(onset_share=0.5), torch.device("cpu"), echo=False)
+    assert not os.path.exists(os.path.join(run, "dit", "ckpt.pt"))      # nothing half-written
+    p = os.path.join(run, "latents", "train", "ep000000.pt")
+    d = torch.load(p, weights_only=True)
+    d["mouse"][1, :9] = 0                                # clip 1: still, then the camera moves
+    torch.save(d, p)
+    train_dit(run, _cfg(onset_share=0.5), torch.device("cpu"), echo=False)
+    assert _log(run, "dit")[0]["onset_clips"] == 1

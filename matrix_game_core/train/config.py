@@ -87,6 +87,8 @@ class DiTStage:
     camera_pan_prob: float = 0.0              # share of clips replaced by pure camera pans (train/augment.py)
     camera_pan_per_unit: List[float] = field(default_factory=lambda: list(DOOM_PAN_PER_UNIT))  # (pitch, yaw)
     camera_pan_random_track: float = 0.0      # share of the pans under a random block-wise camera track
+    onset_share: float = 0.0                  # share of each batch drawn from camera-onset clips (train/latents.py)
+    onset_still_frames: int = 8               # still video frames before the camera moves, for an onset clip
 
     def model_config(self, keyboard_dim: int = 4) -> ModelConfig:
         """The engine :class:`ModelConfig` of this stage (universal mode, image-encoder free)."""

@@ -270,6 +270,12 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
         val = LatentClips(os.path.join(run, "latents"), "val")
     except Exception:
         val = clips
+    onsets = clips.onset_clips(sc.onset_still_frames) if sc.onset_share > 0 else None
+    if onsets is not None and not len(onsets):
+        raise MatrixGameError(f"dit.onset_share is {sc.onset_share} but the training clips have no camera "
+                              f"onset (still for {sc.onset_still_frames} frames, then a turn or look): record "
+                              f"still starts with `record --still-prob 0.05` (docs/data_and_training.md §3b) "
+                              f"or set dit.onset_share=0.")
     mcfg = sc.model_config()
     model = build_dit(mcfg, sc.mouse_init_gain).to(device)
     ema = EMA(model, sc.ema)
@@ -295,10 +301,12 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
     net = dist.wrap(model)
     start = step
     if st is not None and log:
-        log.write({"stage": "dit_resume", "step": step, "world": dist.world})
+        log.write({"stage": "dit_resume", "step": step, "world": dist.world,
+                   **({"onset_clips": len(onsets)} if onsets is not None else {})})
     if step == 0 and log:
         log.write({"stage": "dit", "step": 0, "eval_loss": eval_loss(model, val, sched, 8, device),
-                   "params": sum(p.numel() for p in model.parameters()), "world": dist.world})
+                   "params": sum(p.numel() for p in model.parameters()), "world": dist.world,
+                   **({"onset_clips": len(onsets)} if onsets is not None else {})})
     timer = Timer()
     acc, n_acc = 0.0, 0
     model.train()
@@ -306,7 +314,7 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
         lr = lr_at(step, sc.lr, sc.warmup, sc.steps)
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
-        raw = clips.batch(sc.batch, gen)
+        raw = clips.batch(sc.batch, gen, onsets, sc.onset_share)
         if sc.camera_pan_prob > 0:      # pure camera pans made from real latents (train/augment.py)
             raw = camera_pan_batch(raw, sc.camera_pan_prob, gen, sc.camera_pan_per_unit, sc.camera_pan_random_track)
             raw.pop("camera_pan")

@@ -236,5 +236,35 @@ class LatentClips:
         return {"latents": lat, "cond": torch.cat([mask, c], 1), "keyboard": self.keyboard[idx].float(),
                 "mouse": self.mouse[idx].float()}
 
-    def batch(self, n: int, generator: torch.Generator) -> Dict[str, torch.Tensor]:
-        return self.get(torch.randint(0, len(self), (n,), generator=generator))
+    def onset_clips(self, still_frames: int = 8) -> torch.Tensor:
+        """Indices of the **camera-onset** clips: somewhere in the clip the camera track (yaw and
+        pitch) is exactly 0 for at least ``still_frames`` video frames and then non-zero for the
+        next 4 frames (one latent frame), i.e. a turn or look that starts from rest. Only there the
+        camera track is the one cue of the motion to come (elsewhere the context's own motion tells
+        much of it), which is the situation of the action-following benchmark (an idle block, then a
+        turn). Recorded with ``record --still-prob`` (data/policy.py).
+
+        Returns:
+            ``[k]`` int64, ascending; empty when the recording has no still starts.
+        """
+        if still_frames < 1:
+            raise MatrixGameError(f"onset_still_frames must be at least 1, got {still_frames}.")
+        moving = self.mouse.abs().sum(2) > 0                                   # [n, T]
+        t = moving.shape[1]
+        hits = torch.zeros(moving.shape[0], dtype=torch.bool)
+        for s in range(still_frames, t - 3):
+            hits |= (~moving[:, s - still_frames:s]).all(1) & moving[:, s:s + 4].all(1)
+        return hits.nonzero().flatten()
+
+    def batch(self, n: int, generator: torch.Generator, focus: Optional[torch.Tensor] = None,
+              focus_share: float = 0.0) -> Dict[str, torch.Tensor]:
+        """``n`` random clips (uniform over the split). With ``focus`` (clip indices, e.g.
+        :meth:`onset_clips`) and ``focus_share > 0``, each row is replaced with that chance by a
+        uniform draw from ``focus``. All draws come from ``generator``; with ``focus_share == 0`` it
+        draws exactly what the plain uniform batch draws (runs stay reproducible)."""
+        idx = torch.randint(0, len(self), (n,), generator=generator)
+        if focus_share > 0 and focus is not None and len(focus):
+            pick = torch.rand(n, generator=generator) < focus_share
+            alt = focus[torch.randint(0, len(focus), (n,), generator=generator)]
+            idx = torch.where(pick, alt, idx)
+        return self.get(idx)
