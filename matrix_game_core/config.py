@@ -99,6 +99,13 @@ class ModelConfig:
     #: whole run is encoded, as the official ``inference.py`` does).
     video_size: Optional[List[int]] = None
     cond_latent_frames: Optional[int] = None
+    #: Action guidance scale ``w`` of the sampler (this pack's; official configs have none: their
+    #: distilled models sample without guidance): every denoising step runs the DiT twice, with the
+    #: block's actions and with no actions (keys up, mouse 0), and uses
+    #: ``flow = flow(no actions) + w * (flow(actions) - flow(no actions))``, classifier-free
+    #: guidance (Ho & Salimans, arXiv 2207.12598) on the action track. 1 = off (one DiT pass per
+    #: step, the official sampler). The embedded ViZDoom model ships with its own value.
+    action_guidance: float = 1.0
 
     @property
     def head_dim(self) -> int:

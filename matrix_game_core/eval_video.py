@@ -64,24 +64,38 @@ def _window(h: int, w: int) -> np.ndarray:
     return np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
 
 
-def phase_correlation(a: np.ndarray, b: np.ndarray, window: Optional[np.ndarray] = None
-                      ) -> Tuple[float, float, float]:
+def phase_correlation(a: np.ndarray, b: np.ndarray, window: Optional[np.ndarray] = None,
+                      whiten: float = 1.0) -> Tuple[float, float, float]:
     """Global translation from image ``a`` to image ``b`` (``b(y, x) ~ a(y - dy, x - dx)``).
 
     Args:
         a, b: ``[H, W]`` float grayscale images of the same size.
         window: optional ``[H, W]`` apodisation window (default: Hann).
+        whiten: exponent ``p`` of the spectral normalisation ``R / |R|^p`` of the cross-power
+            spectrum ``R``: 1 = classical phase correlation (every frequency weighs the same: exact
+            on clean shifts, but a faint *static* high-frequency pattern, such as a VAE decoder's
+            8-pixel grid, pins the peak at 0); 0 = plain cross-correlation (low frequencies
+            dominate); 0.5 = the usual compromise (generalised cross-correlation).
     Returns:
         ``(dx, dy, peak)``: shift in pixels (x right +, y down +), sub-pixel by a parabolic fit of
         the correlation peak, and the peak height (1 = perfect translation, ~0 = no match).
     """
     h, w = a.shape
     win = _window(h, w) if window is None else window
-    fa = np.fft.rfft2((a - a.mean()) * win)
-    fb = np.fft.rfft2((b - b.mean()) * win)
-    r = fb * np.conj(fa)
-    r /= np.abs(r) + 1e-9
-    c = np.fft.irfft2(r, s=(h, w))
+    if whiten == 1.0:
+        fa = np.fft.rfft2((a - a.mean()) * win)
+        fb = np.fft.rfft2((b - b.mean()) * win)
+        r = fb * np.conj(fa)
+        r /= np.abs(r) + 1e-9
+        c = np.fft.irfft2(r, s=(h, w))
+    else:                                 # full spectra: the peak normalisation needs every bin
+        fa = np.fft.fft2((a - a.mean()) * win)
+        fb = np.fft.fft2((b - b.mean()) * win)
+        q = 1.0 - whiten
+        r = fb * np.conj(fa)
+        r = r / (np.abs(r) ** whiten + 1e-12)
+        norm = np.sqrt((np.abs(fa) ** (2 * q)).sum() * (np.abs(fb) ** (2 * q)).sum()) / (h * w) + 1e-12
+        c = np.fft.ifft2(r).real / norm   # Cauchy-Schwarz: <= 1, = 1 for an exact circular shift
     iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
     peak = float(c[iy, ix])
 
@@ -96,28 +110,37 @@ def phase_correlation(a: np.ndarray, b: np.ndarray, window: Optional[np.ndarray]
     return float(dx), float(dy), peak
 
 
-def global_motion(video, max_width: int = 320) -> np.ndarray:
-    """Frame-to-frame global translation of a video.
+def global_motion(video, max_width: int = 320, stride: int = 1, whiten: float = 1.0) -> np.ndarray:
+    """Global translation of a video between frames ``stride`` apart, per frame.
 
     Args:
-        video: any accepted layout (see module docstring), ``T >= 2`` frames.
+        video: any accepted layout (see module docstring), ``T > stride`` frames.
         max_width: frames wider than this are downscaled (area) first; shifts are reported in
             pixels of the **original** width.
+        stride: frames between the compared pair ``(t, t + stride)``; the shift is divided by
+            ``stride``. 4 (one latent frame of the Wan VAE) measures decoded video, whose motion
+            comes in steps at latent-frame boundaries, more truly than frame-to-frame pairs.
+        whiten: spectral normalisation of :func:`phase_correlation` (1 = phase correlation).
     Returns:
-        ``[T-1, 3]`` float32: ``(dx, dy, peak)`` between frames ``t`` and ``t+1``.
+        ``[T-stride, 3]`` float32: ``(dx, dy, peak)`` for pairs ``(t, t+stride)``, dx/dy in pixels
+        per frame.
+    Raises:
+        MatrixGameError: ``stride < 1`` or not more than ``stride`` frames.
     """
+    if stride < 1:
+        raise MatrixGameError(f"motion stride must be at least 1 frame, got {stride}.")
     g = to_gray(video)
     t, h, w = g.shape
-    if t < 2:
-        raise MatrixGameError("motion needs at least 2 frames.")
+    if t <= stride:
+        raise MatrixGameError(f"motion with stride {stride} needs at least {stride + 1} frames, got {t}.")
     scale = 1.0
     if w > max_width:
         scale = w / max_width
         nh = max(8, int(round(h / scale)))
         g = F.interpolate(torch.from_numpy(g)[:, None], size=(nh, max_width), mode="area")[:, 0].numpy()
     win = _window(*g.shape[1:])
-    out = np.zeros((t - 1, 3), np.float32)
-    for i in range(t - 1):
-        dx, dy, p = phase_correlation(g[i], g[i + 1], win)
-        out[i] = (dx * scale, dy * scale, p)
+    out = np.zeros((t - stride, 3), np.float32)
+    for i in range(t - stride):
+        dx, dy, p = phase_correlation(g[i], g[i + stride], win, whiten)
+        out[i] = (dx * scale / stride, dy * scale / stride, p)
     return out

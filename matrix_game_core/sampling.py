@@ -14,9 +14,14 @@ Source: ``Matrix-Game-2/pipeline/causal_inference.py`` (``CausalInferencePipelin
 
 This is a DMD / Self-Forcing student sampler, not an ODE solver: every step predicts x0 and
 re-noises it with fresh Gaussian noise to the next (lower) noise level.
+
+Action guidance (this pack's option, off for official models): with a scale ``w != 1`` each
+step's flow is ``v(no actions) + w (v(actions) - v(no actions))`` (two DiT passes; the context
+pass stays one, with the actions). The embedded ViZDoom model needs it to turn visibly.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -341,6 +346,9 @@ class WorldSession:
         interrupt: called between denoising steps; raise (e.g. :class:`MatrixGameInterrupted`) to stop.
             A stopped block can simply be stepped again: its cache slots are overwritten and it
             reuses the noise already drawn for it.
+        action_guidance: classifier-free guidance scale on the actions (see
+            :attr:`~matrix_game_core.config.ModelConfig.action_guidance`); None = the model config's
+            (1 = off for official models). Above 1 every denoising step costs two DiT passes.
         compile: run the block step (and the decoder's steady state) through :func:`torch.compile`
             (:mod:`.compile`; CUDA-graph replay on CUDA); None = on for CUDA, off on the CPU; a
             string names the dynamo backend (``"aot_eager"`` in tests), True = ``"inductor"``.
@@ -354,7 +362,8 @@ class WorldSession:
     def __init__(self, model, conditioning: Conditioning, decoder=None, seed: int = 0,
                  noise: Optional[NoiseSource] = None, local_attn_size: Optional[int] = None,
                  sink_size: Optional[int] = None, denoising_step_list: Optional[Sequence[int]] = None,
-                 interrupt: Optional[Callable[[], None]] = None, compile: Optional[bool] = None):
+                 interrupt: Optional[Callable[[], None]] = None, compile: Optional[bool] = None,
+                 action_guidance: Optional[float] = None):
         self.model = model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -385,6 +394,7 @@ class WorldSession:
         self._sigma64 = [sg.double().to(dev) for sg in self.sigmas]
         self._sigma32 = [sg.to(dev) for sg in self.sigmas]
         self._block_noise: Dict[int, BlockNoise] = {}
+        self.action_guidance = action_guidance
         self.noise = noise if noise is not None else SeededNoise(seed)
         self.decoder = decoder
         if decoder is not None:
@@ -415,6 +425,19 @@ class WorldSession:
     def noise(self, source: NoiseSource) -> None:
         self._noise = source
         self._block_noise.clear()
+
+    @property
+    def action_guidance(self) -> float:
+        """Classifier-free guidance scale on the actions (1 = off); may change between blocks."""
+        return self._guidance
+
+    @action_guidance.setter
+    def action_guidance(self, w: Optional[float]) -> None:
+        w = float(getattr(self.cfg, "action_guidance", 1.0) if w is None else w)
+        if not (math.isfinite(w) and 0.0 <= w <= 20.0):
+            raise MatrixGameError(f"action guidance must be a number from 0 to 20 (1 = off, the embedded model "
+                                  f"uses {getattr(self.cfg, 'action_guidance', 1.0):g}); got {w:g}.")
+        self._guidance = w
 
     @property
     def start_frame(self) -> int:
@@ -510,10 +533,18 @@ class WorldSession:
         x = noise.initial
         n_steps = len(self._t)
         x0 = x
+        w = self._guidance
+        guided = w != 1.0
+        if guided:
+            kb0, ms0 = torch.zeros_like(kb), (None if ms is None else torch.zeros_like(ms))
         for s in range(n_steps):
             if self.interrupt is not None:
                 self.interrupt()
+            if guided:       # the unguided pass first: the cache's block slots end with the guided K/V
+                flow0 = self.model(x, self._t[s], cc, vc, kb0, ms0, start, self.cache, **step_kw)
             flow = self.model(x, self._t[s], cc, vc, kb, ms, start, self.cache, **step_kw)
+            if guided:
+                flow = flow0 + w * (flow - flow0)
             x0 = (x.double() - self._sigma64[s] * flow.double()).to(flow.dtype)
             if s < n_steps - 1:
                 sig = self._sigma32[s + 1]

@@ -333,6 +333,10 @@ class MatrixGameSampler(io.ComfyNode):
                                tooltip="torch.compile the block step and the decoder (CUDA graphs on CUDA): auto = on "
                                        "for CUDA, off on the CPU. The first blocks of a run compile (a minute or two), "
                                        "then every block replays the compiled graphs."),
+                io.Float.Input("action_guidance", default=0.0, min=0.0, max=20.0, step=0.5, advanced=True,
+                               tooltip="How strongly the picture follows the keys and mouse (classifier-free guidance "
+                                       "on the actions): 0 = the model's own (embedded ViZDoom: 3; official models: "
+                                       "1 = off). Above 1 every denoising step runs the model twice."),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
                                       tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (8x14 for the embedded model; "
@@ -350,9 +354,9 @@ class MatrixGameSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, conditioning, actions, seed, latent_frames, vae=None, local_attn_size=0, sink_size=0,
-                denoising_steps="", compile="auto") -> io.NodeOutput:
+                denoising_steps="", compile="auto", action_guidance=0.0) -> io.NodeOutput:
         return io.NodeOutput(logic.sample(model, conditioning, actions, seed, latent_frames, vae, local_attn_size,
-                                          sink_size, denoising_steps, compile))
+                                          sink_size, denoising_steps, compile, action_guidance))
 
 
 # ================================================================================================ decode / overlay

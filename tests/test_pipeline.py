@@ -119,3 +119,43 @@ def test_sixteen_bit_png_start_image_keeps_its_brightness(tmp_path):
     assert abs(load_image(str(tmp_path / "rgb16.png")).mean().item() - 35000 / 65535) < 2 / 255
     Image.fromarray(np.full((70, 90, 3), 128, np.uint8)).save(tmp_path / "rgb8.png")
     assert torch.all(load_image(str(tmp_path / "rgb8.png")) == torch.tensor(128, dtype=torch.uint8).float() / 255)
+
+
+def _one_step_block0(comp, cond, guidance, kb, ms):
+    from matrix_game_core.sampling import WorldSession
+    s = WorldSession(comp.dit, cond, seed=3, denoising_step_list=[1000], action_guidance=guidance)
+    return s.step(keyboard=kb, mouse=ms, decode=False).latents.double()
+
+
+def test_action_guidance_is_classifier_free_guidance_on_the_actions():
+    from matrix_game_core.sampling import WorldSession
+    comp, s = _small_session("universal")
+    cond = s.cond
+    kb, ms = [1, 0, 0, 1], [0.05, -0.1]
+    with_actions = _one_step_block0(comp, cond, None, kb, ms)      # the tiny config's default: 1 = off
+    no_actions = _one_step_block0(comp, cond, 1.0, [0, 0, 0, 0], [0.0, 0.0])
+    assert (with_actions - no_actions).abs().max() > 1e-4             # the actions matter to this model
+    # one denoising step: x0 = x - sigma * flow is affine in the flow, so the guided x0 is the same
+    # extrapolation of the two unguided ones
+    for w in (0.0, 2.5):
+        guided = _one_step_block0(comp, cond, w, kb, ms)
+        torch.testing.assert_close(guided, no_actions + w * (with_actions - no_actions), atol=1e-5, rtol=1e-5)
+    # several steps and blocks run, and w = 1 is exactly the unguided sampler
+    a = WorldSession(comp.dit, cond, seed=1, action_guidance=1.0)
+    b = WorldSession(comp.dit, cond, seed=1)
+    for blk in range(2):
+        n = 9 if blk == 0 else 12
+        la = a.step(torch.ones(n, 4), torch.full((n, 2), 0.1), decode=False).latents
+        lb = b.step(torch.ones(n, 4), torch.full((n, 2), 0.1), decode=False).latents
+        assert torch.equal(la, lb)
+
+
+@pytest.mark.parametrize("w", [-1.0, float("nan"), 21.0])
+def test_action_guidance_out_of_range_says_the_range(w):
+    from matrix_game_core.sampling import WorldSession
+    comp, s = _small_session("universal")
+    with pytest.raises(MatrixGameError, match="action guidance must be a number from 0 to 20"):
+        WorldSession(comp.dit, s.cond, action_guidance=w)
+    with pytest.raises(MatrixGameError, match="action guidance must be a number from 0 to 20"):
+        s.action_guidance = w
+    assert s.action_guidance == 1.0                                       # unchanged

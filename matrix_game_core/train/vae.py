@@ -25,7 +25,6 @@ channel, which is what the DiT is trained on.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Dict, Optional, Tuple
 
