@@ -127,6 +127,10 @@ def test_onset_clips_are_turns_from_rest_and_focus_sampling():
     assert c.onset_clips(7).tolist() == [0, 2, 4]
     with pytest.raises(MatrixGameError, match="at least 1"):
         c.onset_clips(0)
+    assert c.onset_clips(8, "yaw").tolist() == [0] and c.onset_clips(8, "pitch").tolist() == [4]
+    assert c.onset_clips(7, "pitch").tolist() == [2, 4]
+    with pytest.raises(MatrixGameError, match="any, yaw or pitch"):
+        c.onset_clips(8, "roll")
     focus = c.onset_clips(8)
     # share 0 draws exactly the uniform batch (a resumed run stays bit-identical)
     a = c.batch(5, torch.Generator().manual_seed(3))

@@ -89,6 +89,7 @@ class DiTStage:
     camera_pan_random_track: float = 0.0      # share of the pans under a random block-wise camera track
     onset_share: float = 0.0                  # share of each batch drawn from camera-onset clips (train/latents.py)
     onset_still_frames: int = 8               # still video frames before the camera moves, for an onset clip
+    onset_axis: str = "any"                   # onset clips that start with: any | yaw (a turn) | pitch (a look)
 
     def model_config(self, keyboard_dim: int = 4) -> ModelConfig:
         """The engine :class:`ModelConfig` of this stage (universal mode, image-encoder free)."""

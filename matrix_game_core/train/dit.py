@@ -270,7 +270,7 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
         val = LatentClips(os.path.join(run, "latents"), "val")
     except Exception:
         val = clips
-    onsets = clips.onset_clips(sc.onset_still_frames) if sc.onset_share > 0 else None
+    onsets = clips.onset_clips(sc.onset_still_frames, sc.onset_axis) if sc.onset_share > 0 else None
     if onsets is not None and not len(onsets):
         raise MatrixGameError(f"dit.onset_share is {sc.onset_share} but the training clips have no camera "
                               f"onset (still for {sc.onset_still_frames} frames, then a turn or look): record "

@@ -236,7 +236,7 @@ class LatentClips:
         return {"latents": lat, "cond": torch.cat([mask, c], 1), "keyboard": self.keyboard[idx].float(),
                 "mouse": self.mouse[idx].float()}
 
-    def onset_clips(self, still_frames: int = 8) -> torch.Tensor:
+    def onset_clips(self, still_frames: int = 8, axis: str = "any") -> torch.Tensor:
         """Indices of the **camera-onset** clips: somewhere in the clip the camera track (yaw and
         pitch) is exactly 0 for at least ``still_frames`` video frames and then non-zero for the
         next 4 frames (one latent frame), i.e. a turn or look that starts from rest. Only there the
@@ -244,16 +244,27 @@ class LatentClips:
         much of it), which is the situation of the action-following benchmark (an idle block, then a
         turn). Recorded with ``record --still-prob`` (data/policy.py).
 
+        ``axis``: ``"any"``, or only onsets that start with a ``"yaw"`` (turn) or a ``"pitch"``
+        (look): the axis with the larger total over the first 4 moving frames.
+
         Returns:
             ``[k]`` int64, ascending; empty when the recording has no still starts.
+        Raises:
+            MatrixGameError: ``still_frames < 1`` or an unknown ``axis``.
         """
         if still_frames < 1:
             raise MatrixGameError(f"onset_still_frames must be at least 1, got {still_frames}.")
+        if axis not in ("any", "yaw", "pitch"):
+            raise MatrixGameError(f"onset axis must be any, yaw or pitch; got {axis!r}.")
         moving = self.mouse.abs().sum(2) > 0                                   # [n, T]
         t = moving.shape[1]
         hits = torch.zeros(moving.shape[0], dtype=torch.bool)
         for s in range(still_frames, t - 3):
-            hits |= (~moving[:, s - still_frames:s]).all(1) & moving[:, s:s + 4].all(1)
+            at = (~moving[:, s - still_frames:s]).all(1) & moving[:, s:s + 4].all(1) & ~hits
+            if axis != "any":
+                amount = self.mouse[:, s:s + 4].abs().sum(1)                    # [n, 2] (pitch, yaw)
+                at &= (amount[:, 1] > amount[:, 0]) if axis == "yaw" else (amount[:, 0] >= amount[:, 1])
+            hits |= at
         return hits.nonzero().flatten()
 
     def batch(self, n: int, generator: torch.Generator, focus: Optional[torch.Tensor] = None,
