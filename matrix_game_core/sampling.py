@@ -17,7 +17,7 @@ re-noises it with fresh Gaussian noise to the next (lower) noise level.
 
 Action guidance (this pack's option, off for official models): with a scale ``w != 1`` each
 step's flow is ``v(no actions) + w (v(actions) - v(no actions))`` (two DiT passes; the context
-pass stays one, with the actions). The embedded ViZDoom model needs it to turn visibly.
+pass stays one, with the actions). The embedded ViZDoom model ships with it on (its config).
 """
 from __future__ import annotations
 

@@ -335,8 +335,9 @@ class MatrixGameSampler(io.ComfyNode):
                                        "then every block replays the compiled graphs."),
                 io.Float.Input("action_guidance", default=0.0, min=0.0, max=20.0, step=0.5, advanced=True,
                                tooltip="How strongly the picture follows the keys and mouse (classifier-free guidance "
-                                       "on the actions): 0 = the model's own (embedded ViZDoom: 3; official models: "
-                                       "1 = off). Above 1 every denoising step runs the model twice."),
+                                       "on the actions): 0 = the model's own (the embedded ViZDoom model's card gives "
+                                       "its value; official models: 1 = off). Above 1 every denoising step runs the "
+                                       "model twice."),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
                                       tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (8x14 for the embedded model; "

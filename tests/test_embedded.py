@@ -1,8 +1,6 @@
 """The embedded default model (issue 10): the shipped files, loading, and the behavioural check
 (from a shipped Doom start frame, turning right moves the picture left and turning left moves it
-right, by the evaluator's phase correlation), which an untrained model fails. The shipped model of
-the second training session does not pass the check yet (action following 0 % on the held-out maps:
-see its model card); the test asserting it on the embedded model lands with the weights that pass."""
+right, by the evaluator's motion measure), which an untrained model fails with the same sampler."""
 import json
 import os
 
@@ -82,9 +80,17 @@ def test_embedded_model_loads_at_its_size(emb):
     assert all(p.dtype == torch.float32 for p in emb.dit.parameters())
 
 
+def test_embedded_model_turns_the_right_way(emb):
+    """Issue 10, item 6: from the shipped Doom start frame (seed 0), turning right moves the picture
+    left and turning left moves it right (the evaluator's motion measure), with the shipped
+    sampler settings (its action guidance)."""
+    assert turns_the_right_way(emb)
+
+
 def test_the_same_check_fails_on_an_untrained_model():
     comp = random_tiny("universal")
     comp.dit.cfg.video_size = list(embedded.video_size())      # same frame size as the embedded model
+    comp.dit.cfg.action_guidance = float(embedded.config_json().get("action_guidance", 1.0))   # same sampler
     assert not turns_the_right_way(comp)
 
 
