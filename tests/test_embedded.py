@@ -80,6 +80,13 @@ def test_embedded_model_loads_at_its_size(emb):
     assert all(p.dtype == torch.float32 for p in emb.dit.parameters())
 
 
+def test_embedded_model_turns_the_right_way(emb):
+    """Issue 10, item 6: from the shipped Doom start frame (seed 0), turning right moves the picture
+    left and turning left moves it right (the evaluator's motion measure), with the shipped
+    sampler settings (its action guidance)."""
+    assert turns_the_right_way(emb)
+
+
 def test_the_same_check_fails_on_an_untrained_model():
     comp = random_tiny("universal")
     comp.dit.cfg.video_size = list(embedded.video_size())      # same frame size as the embedded model
