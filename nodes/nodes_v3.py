@@ -333,7 +333,7 @@ class MatrixGameSampler(io.ComfyNode):
                                tooltip="torch.compile the block step and the decoder (CUDA graphs on CUDA): auto = on "
                                        "for CUDA, off on the CPU. The first blocks of a run compile (a minute or two), "
                                        "then every block replays the compiled graphs."),
-                io.Float.Input("action_guidance", default=0.0, min=0.0, max=20.0, step=0.5, advanced=True,
+                io.Float.Input("action_guidance", default=0.0, min=0.0, max=20.0, step=0.5, advanced=True, optional=True,
                                tooltip="How strongly the picture follows the keys and mouse (classifier-free guidance "
                                        "on the actions): 0 = the model's own (the embedded ViZDoom model's card gives "
                                        "its value; official models: 1 = off). Above 1 every denoising step runs the "
