@@ -25,10 +25,10 @@ from .eval_video import global_motion, to_gray
 
 #: Motion estimator of :func:`action_following` (see :func:`~matrix_game_core.eval_video.global_motion`):
 #: pairs of frames 2 apart, cross-power spectrum normalised by ``|R|^0.5``. Chosen on recorded
-#: held-out Doom play (12 clips, 131 commanded blocks; docs/evaluation.md "Motion estimator"):
-#: frame-to-frame phase correlation scores the raw frames 92 % but their round trip through the
-#: embedded VAE 3 % (the decoder's static 8-pixel pattern pins the peak at 0 and its motion comes in
-#: steps at latent-frame boundaries); this one scores them 94 % and 86 % (negated commands: 5 % / 7 %).
+#: held-out Doom play (12 clips, 131 commanded blocks; docs/data_and_training.md §3c): frame-to-frame
+#: phase correlation scores the raw frames 92 % but their round trip through the embedded VAE 3 %
+#: (a blurred world moving in steps at latent-frame boundaries under a faint static pattern, which
+#: full whitening locks onto); this one scores them 94 % and 86 % (negated commands: 5 % / 7 %).
 MOTION_STRIDE = 2
 MOTION_WHITEN = 0.5
 

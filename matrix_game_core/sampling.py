@@ -15,9 +15,8 @@ Source: ``Matrix-Game-2/pipeline/causal_inference.py`` (``CausalInferencePipelin
 This is a DMD / Self-Forcing student sampler, not an ODE solver: every step predicts x0 and
 re-noises it with fresh Gaussian noise to the next (lower) noise level.
 
-Action guidance (this pack's option, off for official models): with a scale ``w != 1`` each
-step's flow is ``v(no actions) + w (v(actions) - v(no actions))`` (two DiT passes; the context
-pass stays one, with the actions). The embedded ViZDoom model ships with it on (its config).
+Action guidance (this pack's, off for official models): with ``w != 1`` each step's flow is
+``v(no actions) + w (v(actions) - v(no actions))`` (two DiT passes; the context pass stays one).
 """
 from __future__ import annotations
 
@@ -346,9 +345,8 @@ class WorldSession:
         interrupt: called between denoising steps; raise (e.g. :class:`MatrixGameInterrupted`) to stop.
             A stopped block can simply be stepped again: its cache slots are overwritten and it
             reuses the noise already drawn for it.
-        action_guidance: classifier-free guidance scale on the actions (see
-            :attr:`~matrix_game_core.config.ModelConfig.action_guidance`); None = the model config's
-            (1 = off for official models). Above 1 every denoising step costs two DiT passes.
+        action_guidance: classifier-free guidance scale on the actions (:attr:`.ModelConfig.action_guidance`);
+            None = the model config's (1 = off, official). Above 1 a denoising step is two DiT passes.
         compile: run the block step (and the decoder's steady state) through :func:`torch.compile`
             (:mod:`.compile`; CUDA-graph replay on CUDA); None = on for CUDA, off on the CPU; a
             string names the dynamo backend (``"aot_eager"`` in tests), True = ``"inductor"``.
@@ -433,10 +431,11 @@ class WorldSession:
 
     @action_guidance.setter
     def action_guidance(self, w: Optional[float]) -> None:
-        w = float(getattr(self.cfg, "action_guidance", 1.0) if w is None else w)
+        own = float(getattr(self.cfg, "action_guidance", 1.0))
+        w = own if w is None else float(w)
         if not (math.isfinite(w) and 0.0 <= w <= 20.0):
-            raise MatrixGameError(f"action guidance must be a number from 0 to 20 (1 = off, the embedded model "
-                                  f"uses {getattr(self.cfg, 'action_guidance', 1.0):g}); got {w:g}.")
+            raise MatrixGameError(f"action guidance must be a number from 0 to 20 (1 = off; this model's own is "
+                                  f"{own:g}); got {w:g}.")
         self._guidance = w
 
     @property
@@ -534,8 +533,7 @@ class WorldSession:
         n_steps = len(self._t)
         x0 = x
         w = self._guidance
-        guided = w != 1.0
-        if guided:
+        if guided := w != 1.0:
             kb0, ms0 = torch.zeros_like(kb), (None if ms is None else torch.zeros_like(ms))
         for s in range(n_steps):
             if self.interrupt is not None:
