@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance on the actions: 1 = off (official models' default), above 1 the "
                         "picture follows keys and mouse more strongly at twice the DiT cost per step "
                         "(default: the model's own; the embedded ViZDoom model ships with its value)")
+    g.add_argument("--pitch-guidance", type=float, default=None, metavar="W",
+                   help="a separate guidance scale for the mouse pitch (look up/down), for models that learned "
+                        "the pitch more weakly than the yaw; one more DiT pass per step when it differs from "
+                        "--action-guidance (default: the model's own, else the action guidance)")
     g.add_argument("--crop", choices=["center", "stretch", "pad"], default="center",
                    help="fit the image to the model's frame size: center (official centre crop), stretch, pad (letterbox)")
     d = sub.add_parser("download", help="download a mode's files from Skywork/Matrix-Game-2.0", formatter_class=fmt)
@@ -197,9 +201,10 @@ def check_generate_args(args):
         args.scale = max(1, -(-VIDEO_HEIGHT // source.size[0]))
     if not 1 <= args.scale <= 8:
         raise MatrixGameError(f"--scale must be a whole number 1..8; got {args.scale}.")
-    w = getattr(args, "action_guidance", None)
-    if w is not None and not (math.isfinite(w) and 0 <= w <= 20):
-        raise MatrixGameError(f"--action-guidance must be a number from 0 to 20 (1 = off); got {w:g}.")
+    for flag in ("action_guidance", "pitch_guidance"):
+        w = getattr(args, flag, None)
+        if w is not None and not (math.isfinite(w) and 0 <= w <= 20):
+            raise MatrixGameError(f"--{flag.replace('_', '-')} must be a number from 0 to 20 (1 = off); got {w:g}.")
     n_video = check_frames(args.frames)
     outs = [args.out]
     if args.overlay:
@@ -287,7 +292,7 @@ def generate(args) -> int:
     _say(f"[matrix-game] {comp.label}: conditioning {time.perf_counter() - t0:.1f}s")
     session = WorldSession(comp.dit, cond, decoder=StreamingDecoder(comp.vae), seed=args.seed,
                            compile={"auto": None, "on": True, "off": False}[args.compile],
-                           action_guidance=args.action_guidance)
+                           action_guidance=args.action_guidance, pitch_guidance=args.pitch_guidance)
     kb, ms = track.tensors(device=device)
 
     def progress(r):

@@ -106,6 +106,11 @@ class ModelConfig:
     #: guidance (Ho & Salimans, arXiv 2207.12598) on the action track. 1 = off (one DiT pass per
     #: step, the official sampler). The embedded ViZDoom model ships with its own value.
     action_guidance: float = 1.0
+    #: Pitch guidance ``w_p`` (this pack's): a separate guidance scale for the mouse pitch channel
+    #: (look up/down), ``flow = f(0) + w (f(a without pitch) - f(0)) + w_p (f(a) - f(a without
+    #: pitch))`` (:mod:`.guidance`; InstructPix2Pix-style nested guidance). None = ``w`` (plain
+    #: action guidance); a different value costs one more DiT pass per denoising step.
+    pitch_guidance: Optional[float] = None
 
     @property
     def head_dim(self) -> int:

@@ -16,11 +16,11 @@ This is a DMD / Self-Forcing student sampler, not an ODE solver: every step pred
 re-noises it with fresh Gaussian noise to the next (lower) noise level.
 
 Action guidance (this pack's, off for official models): with ``w != 1`` each step's flow is
-``v(no actions) + w (v(actions) - v(no actions))`` (two DiT passes; the context pass stays one).
+``v(no actions) + w (v(actions) - v(no actions))`` (two DiT passes; the context pass stays one),
+optionally with its own scale for the pitch (:mod:`.guidance`).
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ import torch
 
 from .config import NUM_FRAME_PER_BLOCK, TIMESTEP_SHIFT, ModelConfig
 from .errors import MatrixGameError, MatrixGameInterrupted
+from .guidance import check_scale, guided_flow
 from .model import action_window
 
 
@@ -347,6 +348,9 @@ class WorldSession:
             reuses the noise already drawn for it.
         action_guidance: classifier-free guidance scale on the actions (:attr:`.ModelConfig.action_guidance`);
             None = the model config's (1 = off, official). Above 1 a denoising step is two DiT passes.
+        pitch_guidance: the guidance scale of the mouse pitch channel (:attr:`.ModelConfig.pitch_guidance`,
+            :func:`.guidance.guided_flow`); None = the model config's, which None makes equal to
+            ``action_guidance``. Different from it, a denoising step is one DiT pass more.
         compile: run the block step (and the decoder's steady state) through :func:`torch.compile`
             (:mod:`.compile`; CUDA-graph replay on CUDA); None = on for CUDA, off on the CPU; a
             string names the dynamo backend (``"aot_eager"`` in tests), True = ``"inductor"``.
@@ -361,7 +365,7 @@ class WorldSession:
                  noise: Optional[NoiseSource] = None, local_attn_size: Optional[int] = None,
                  sink_size: Optional[int] = None, denoising_step_list: Optional[Sequence[int]] = None,
                  interrupt: Optional[Callable[[], None]] = None, compile: Optional[bool] = None,
-                 action_guidance: Optional[float] = None):
+                 action_guidance: Optional[float] = None, pitch_guidance: Optional[float] = None):
         self.model = model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -393,6 +397,7 @@ class WorldSession:
         self._sigma32 = [sg.to(dev) for sg in self.sigmas]
         self._block_noise: Dict[int, BlockNoise] = {}
         self.action_guidance = action_guidance
+        self.pitch_guidance = pitch_guidance
         self.noise = noise if noise is not None else SeededNoise(seed)
         self.decoder = decoder
         if decoder is not None:
@@ -432,11 +437,24 @@ class WorldSession:
     @action_guidance.setter
     def action_guidance(self, w: Optional[float]) -> None:
         own = float(getattr(self.cfg, "action_guidance", 1.0))
-        w = own if w is None else float(w)
-        if not (math.isfinite(w) and 0.0 <= w <= 20.0):
-            raise MatrixGameError(f"action guidance must be a number from 0 to 20 (1 = off; this model's own is "
-                                  f"{own:g}); got {w:g}.")
-        self._guidance = w
+        self._guidance = check_scale("action guidance", own if w is None else w, f"{own:g}")
+
+    @property
+    def pitch_guidance(self) -> float:
+        """Guidance scale of the mouse pitch (look up/down); equals :attr:`action_guidance` unless
+        set apart (by the model config or here); may change between blocks."""
+        return self._guidance if self._pitch_guidance is None else self._pitch_guidance
+
+    @pitch_guidance.setter
+    def pitch_guidance(self, w: Optional[float]) -> None:
+        own = getattr(self.cfg, "pitch_guidance", None)
+        w = own if w is None else w
+        if w is not None:
+            w = check_scale("pitch guidance", w, "the action guidance" if own is None else f"{float(own):g}")
+            if not self.cfg.has_mouse:
+                raise MatrixGameError("pitch guidance needs a model with mouse input; this model has none "
+                                      "(leave it unset).")
+        self._pitch_guidance = w
 
     @property
     def start_frame(self) -> int:
@@ -532,17 +550,12 @@ class WorldSession:
         x = noise.initial
         n_steps = len(self._t)
         x0 = x
-        w = self._guidance
-        if guided := w != 1.0:
-            kb0, ms0 = torch.zeros_like(kb), (None if ms is None else torch.zeros_like(ms))
+        w, wp = self._guidance, self.pitch_guidance
         for s in range(n_steps):
             if self.interrupt is not None:
                 self.interrupt()
-            if guided:       # the unguided pass first: the cache's block slots end with the guided K/V
-                flow0 = self.model(x, self._t[s], cc, vc, kb0, ms0, start, self.cache, **step_kw)
-            flow = self.model(x, self._t[s], cc, vc, kb, ms, start, self.cache, **step_kw)
-            if guided:
-                flow = flow0 + w * (flow - flow0)
+            flow = guided_flow(lambda k, m: self.model(x, self._t[s], cc, vc, k, m, start, self.cache, **step_kw),
+                               kb, ms, w, wp)
             x0 = (x.double() - self._sigma64[s] * flow.double()).to(flow.dtype)
             if s < n_steps - 1:
                 sig = self._sigma32[s + 1]

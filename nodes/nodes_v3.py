@@ -338,6 +338,11 @@ class MatrixGameSampler(io.ComfyNode):
                                        "on the actions): 0 = the model's own (the embedded ViZDoom model's card gives "
                                        "its value; official models: 1 = off). Above 1 every denoising step runs the "
                                        "model twice."),
+                io.Float.Input("pitch_guidance", default=0.0, min=0.0, max=20.0, step=0.5, advanced=True, optional=True,
+                               tooltip="A separate guidance scale for looking up/down (the mouse pitch), for models "
+                                       "that follow the pitch more weakly than turns: 0 = the model's own (unset: "
+                                       "the same as action_guidance). When it differs from action_guidance every "
+                                       "denoising step runs the model once more. Models without mouse input: leave 0."),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
                                       tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (8x14 for the embedded model; "
@@ -355,9 +360,9 @@ class MatrixGameSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, conditioning, actions, seed, latent_frames, vae=None, local_attn_size=0, sink_size=0,
-                denoising_steps="", compile="auto", action_guidance=0.0) -> io.NodeOutput:
+                denoising_steps="", compile="auto", action_guidance=0.0, pitch_guidance=0.0) -> io.NodeOutput:
         return io.NodeOutput(logic.sample(model, conditioning, actions, seed, latent_frames, vae, local_attn_size,
-                                          sink_size, denoising_steps, compile, action_guidance))
+                                          sink_size, denoising_steps, compile, action_guidance, pitch_guidance))
 
 
 # ================================================================================================ decode / overlay

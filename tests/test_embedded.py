@@ -91,6 +91,7 @@ def test_the_same_check_fails_on_an_untrained_model():
     comp = random_tiny("universal")
     comp.dit.cfg.video_size = list(embedded.video_size())      # same frame size as the embedded model
     comp.dit.cfg.action_guidance = float(embedded.config_json().get("action_guidance", 1.0))   # same sampler
+    comp.dit.cfg.pitch_guidance = embedded.config_json().get("pitch_guidance")
     assert not turns_the_right_way(comp)
 
 
@@ -144,3 +145,9 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     write_card(str(out), info)
     row = [ln for ln in out.read_text(encoding="utf-8").splitlines() if ln.startswith("| turn right |")][0]
     assert "-0.031 px/frame (followed from 0.112)" in row
+    info["config"].update(action_guidance=2.0, pitch_guidance=6.0)       # the sampler's guidance, in words
+    info["speed"]["passes_per_step"] = 3
+    write_card(str(out), info)
+    card = out.read_text(encoding="utf-8")
+    assert "action guidance 2, pitch guidance 6 (3 DiT passes per denoising step)" in card
+    assert "x 3 (guidance) + context pass" in card

@@ -150,6 +150,60 @@ def test_action_guidance_is_classifier_free_guidance_on_the_actions():
         assert torch.equal(la, lb)
 
 
+def _one_step(comp, cond, kb, ms, **guidance):
+    from matrix_game_core.sampling import WorldSession
+    s = WorldSession(comp.dit, cond, seed=3, denoising_step_list=[1000], **guidance)
+    return s.step(keyboard=kb, mouse=ms, decode=False).latents.double()
+
+
+def test_pitch_guidance_is_nested_guidance_with_its_own_scale_for_the_pitch():
+    from matrix_game_core.sampling import WorldSession
+    comp, s = _small_session("universal")
+    cond, kb, ms = s.cond, [1, 0, 0, 1], [0.05, -0.1]
+    f = _one_step(comp, cond, kb, ms)                                     # unguided, all actions
+    f_p0 = _one_step(comp, cond, kb, [0.0, -0.1])                         # pitch set to 0
+    f_0 = _one_step(comp, cond, [0, 0, 0, 0], [0.0, 0.0])                 # no actions
+    assert (f - f_p0).abs().max() > 1e-4                                  # the pitch matters to this model
+    # one denoising step: x0 is affine in the flow, so the guided x0 combines the unguided ones alike:
+    # f(0) + w (f(a without pitch) - f(0)) + w_p (f(a) - f(a without pitch))
+    for w, wp in ((1.0, 4.0), (2.0, 5.0), (0.0, 3.0), (2.5, 0.0)):
+        got = _one_step(comp, cond, kb, ms, action_guidance=w, pitch_guidance=wp)
+        torch.testing.assert_close(got, f_0 + w * (f_p0 - f_0) + wp * (f - f_p0), atol=1e-5, rtol=1e-5)
+    # unset, or equal to the action guidance, it is plain action guidance, bit for bit
+    plain = _one_step(comp, cond, kb, ms, action_guidance=2.0)
+    assert torch.equal(plain, _one_step(comp, cond, kb, ms, action_guidance=2.0, pitch_guidance=2.0))
+    # the model config's own value is used when the session does not set one
+    comp.dit.cfg.pitch_guidance = 4.0
+    try:
+        torch.testing.assert_close(_one_step(comp, cond, kb, ms), f_p0 + 4.0 * (f - f_p0), atol=1e-5, rtol=1e-5)
+        assert WorldSession(comp.dit, cond).pitch_guidance == 4.0
+        assert WorldSession(comp.dit, cond, pitch_guidance=1.0).pitch_guidance == 1.0
+    finally:
+        comp.dit.cfg.pitch_guidance = None
+    s.action_guidance = 3.0                                               # follows the action guidance
+    assert s.pitch_guidance == 3.0
+
+
+@pytest.mark.parametrize("w", [-1.0, float("nan"), 21.0, "a lot"])
+def test_pitch_guidance_out_of_range_says_the_range(w):
+    from matrix_game_core.sampling import WorldSession
+    comp, s = _small_session("universal")
+    with pytest.raises(MatrixGameError, match=r"pitch guidance must be a number from 0 to 20 \(1 = off; this "
+                                              r"model's own is the action guidance\)"):
+        WorldSession(comp.dit, s.cond, pitch_guidance=w)
+    with pytest.raises(MatrixGameError, match="pitch guidance must be a number from 0 to 20"):
+        s.pitch_guidance = w
+    assert s.pitch_guidance == 1.0                                        # unchanged
+
+
+def test_pitch_guidance_on_a_model_without_mouse_says_so():
+    from matrix_game_core.sampling import WorldSession
+    comp, s = _small_session("templerun")
+    assert s.pitch_guidance == 1.0
+    with pytest.raises(MatrixGameError, match="pitch guidance needs a model with mouse input"):
+        WorldSession(comp.dit, s.cond, pitch_guidance=3.0)
+
+
 @pytest.mark.parametrize("w", [-1.0, float("nan"), 21.0])
 def test_action_guidance_out_of_range_says_the_range(w):
     from matrix_game_core.sampling import WorldSession

@@ -2,7 +2,7 @@
 held-out maps -> ``MODEL_CARD.md``.
 
     python -m matrix_game_core.embedded.build --run RUN --data REC --heldout HELDOUT \\
-        [--steps 1000,750,500,250] [--guidance 3] [--clips 8] [--rollout-seconds 10]
+        [--steps 1000,750,500,250] [--guidance 2] [--pitch-guidance 6] [--clips 8] [--rollout-seconds 10]
 
 * ``RUN``: a ``python -m matrix_game_core.train`` run folder (preset ``embedded``); an unfinished
   dit stage is exported from its newest checkpoint's EMA weights.
@@ -14,7 +14,7 @@ Metrics (all on ``HELDOUT``, with the project's evaluator, :mod:`matrix_game_cor
 1. next-block PSNR/SSIM with teacher forcing, beside the copy-last-frame baseline;
 2. action following per class (turn left/right at 0.1, look up/down at ``pitch_magnitude``) from
    held-out start frames under :func:`~matrix_game_core.evaluate.command_script`, with the shipped
-   action guidance and without, beside its ceiling: the clips' recorded play as recorded and
+   action (and pitch) guidance and without, beside its ceiling: the clips' recorded play as recorded and
    through the VAE;
 3. a free-running rollout of ``--rollout-seconds`` from a recorded start frame under the recorded
    actions: per-second mean PSNR against the recorded frames and per-frame contrast (std of the
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import MatrixGameError
+from ..guidance import passes
 from . import CARD_FILE, NAME, ROOT, install_from_export, load
 
 
@@ -101,7 +102,8 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
         return {name: {"n": 0, "correct": 0, "toward_px": 0.0} for name, _, _ in ACTION_CLASSES}
 
     nb, per, per_off, per_rec, per_rt = [], fresh(), fresh(), fresh(), fresh()
-    guided = float(getattr(comp.dit.cfg, "action_guidance", 1.0)) != 1.0
+    pg = getattr(comp.dit.cfg, "pitch_guidance", None)
+    guided = float(getattr(comp.dit.cfg, "action_guidance", 1.0)) != 1.0 or (pg is not None and float(pg) != 1.0)
     used = 0
     for e in es:
         if used >= clips:
@@ -119,7 +121,7 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
         if guided:
             fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=seed,
                                                denoising_step_list=steps, pitch_magnitude=pitch_magnitude,
-                                               action_guidance=1.0)
+                                               action_guidance=1.0, pitch_guidance=1.0)
             _add(per_off, action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude))
         # the ceiling: recorded play of the same clip (its own mouse track), as recorded and as the VAE
         # round trip (what any model decoded by this VAE can at best show)
@@ -158,6 +160,7 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
                            "copy_last": {"psnr": mean("copy_last", "psnr"), "ssim": mean("copy_last", "ssim")}},
             "action_following": per, "pitch_magnitude": pitch_magnitude,
             "action_guidance": float(getattr(comp.dit.cfg, "action_guidance", 1.0)),
+            "pitch_guidance": None if pg is None else float(pg),
             "action_following_unguided": per_off if guided else None,
             "action_following_recorded": per_rec, "action_following_round_trip": per_rt,
             "rollout": {"shard": long["name"], "map": long.get("map"), "frames": tr, "fps": fps, "per_second": sec}}
@@ -192,7 +195,21 @@ def measure_speed(comp, blocks: int = 8, warmup: int = 2, seed: int = 0) -> Dict
     dec = float(np.mean([tm.get("decode", 0.0) for _, _, tm in times]))
     return {"fps": frames / total, "seconds_per_block": block, "decode_seconds_per_block": dec,
             "key_to_frame_ms": 1000 * (2 * block - dec + dec / 3), "threads": torch.get_num_threads(),
-            "denoising_steps": len(sess.timesteps)}
+            "denoising_steps": len(sess.timesteps),
+            "passes_per_step": passes(sess.action_guidance, sess.pitch_guidance)}
+
+
+def _guidance_text(c: Dict) -> str:
+    w, wp = float(c.get("action_guidance", 1.0)), c.get("pitch_guidance")
+    n = passes(w, w if wp is None else float(wp))
+    txt = f"action guidance {w:g}" + ("" if wp is None else f", pitch guidance {float(wp):g}")
+    return txt + (" (1 = off: one DiT pass per denoising step)" if n == 1 else f" ({n} DiT passes per denoising step)")
+
+
+def _passes_text(c: Dict) -> str:
+    w, wp = float(c.get("action_guidance", 1.0)), c.get("pitch_guidance")
+    n = passes(w, w if wp is None else float(wp))
+    return "" if n == 1 else f" x {n} (guidance)"
 
 
 def _fmt(v, nd=1):
@@ -219,7 +236,7 @@ def write_card(path: str, info: Dict) -> None:
           f"{info['params']['dit'] / 1e6:.1f} M parameters; VAE: {info['params']['vae'] / 1e6:.1f} M parameters. "
           f"Video {c['video_size'][1]}x{c['video_size'][0]} (latents {c['video_size'][1] // 8}x{c['video_size'][0] // 8}), "
           f"{len(c['denoising_step_list'])} denoising steps {c['denoising_step_list']}, action guidance "
-          f"{c.get('action_guidance', 1.0):g} (1 = off; above 1 two DiT passes per step), image-encoder free "
+          f"{_guidance_text(c)}, image-encoder free "
           f"(zero image tokens), conditioning latents {c.get('cond_latent_frames')} (last repeated).", "",
           "## Data", "",
           f"ViZDoom {d.get('vizdoom_version', '?')} recordings (`python -m matrix_game_core.data record`), "
@@ -244,7 +261,7 @@ def write_card(path: str, info: Dict) -> None:
           f"{ev['next_block']['copy_last']['psnr']:.2f} dB |",
           f"| next-block SSIM | {ev['next_block']['model']['ssim']:.3f} | {ev['next_block']['copy_last']['ssim']:.3f} |",
           "", f"Action following (benchmark script: an idle block, then turn left, turn right, look up, look down, "
-          f"twice; the sampler's action guidance {ev.get('action_guidance', 1.0):g}), beside the same model without "
+          f"twice; the sampler's {_guidance_text(ev)}), beside the same model without "
           "guidance and, as the ceiling, the evaluator on each clip's recorded play under its own recorded mouse "
           "track (201 frames), as recorded and after a round trip through this VAE:", "",
           "| action following | blocks | accuracy | picture motion the commanded way | without guidance "
@@ -273,7 +290,7 @@ def write_card(path: str, info: Dict) -> None:
     L += ["", "## Speed on this pack's CI-class CPU (2 cores)", "",
           f"`benchmarks/bench_embedded.py`: {sp['fps']:.1f} video frames/s steady state (DiT "
           f"{len(c['denoising_step_list'])} denoising steps"
-          f"{' x 2 (action guidance)' if c.get('action_guidance', 1.0) != 1.0 else ''} + context pass + streaming "
+          f"{_passes_text(c)} + context pass + streaming "
           f"VAE decode, {c['video_size'][1]}x"
           f"{c['video_size'][0]}, fp32, {sp['threads']} threads), {sp['seconds_per_block'] * 1000:.0f} ms per 12-frame "
           f"block; key press to the first frame it conditions: {sp['key_to_frame_ms']:.0f} ms (worst case).", "",
@@ -291,7 +308,7 @@ def _read_log(path: str) -> List[Dict]:
 
 def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = None, clips: int = 8,
           rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores",
-          guidance: Optional[float] = None) -> Dict:
+          guidance: Optional[float] = None, pitch_guidance: Optional[float] = None) -> Dict:
     """Export ``run``, install it into ``dest``, evaluate and write the model card. Returns the info."""
     from ..data.shards import read_manifest
     from ..train.__main__ import load_run_config, run_stages
@@ -307,6 +324,8 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
     cj["cond_latent_frames"] = cfg.dit.cond_latents
     if guidance is not None:
         cj["action_guidance"] = float(guidance)
+    if pitch_guidance is not None:
+        cj["pitch_guidance"] = float(pitch_guidance)
     with open(cpath, "w", encoding="utf-8") as f:
         json.dump(cj, f, indent=1)
     comp = load(root=dest)
@@ -359,6 +378,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", default=None, help="denoising_step_list to ship, e.g. 1000,750,500,250")
     ap.add_argument("--guidance", type=float, default=None,
                     help="action guidance scale to ship (sampler default of the model; 1 = off)")
+    ap.add_argument("--pitch-guidance", type=float, default=None,
+                    help="pitch (look up/down) guidance scale to ship (default: none, the action guidance)")
     ap.add_argument("--clips", type=int, default=8, help="held-out clips for next-block and action following")
     ap.add_argument("--rollout-seconds", type=float, default=10.0)
     ap.add_argument("--dest", default=ROOT, help="where to install (default: the package's embedded folder)")
@@ -366,7 +387,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     steps = [int(s) for s in a.steps.split(",")] if a.steps else None
     try:
-        info = build(a.run, a.data, a.heldout, steps, a.clips, a.rollout_seconds, a.dest, a.hardware, a.guidance)
+        info = build(a.run, a.data, a.heldout, steps, a.clips, a.rollout_seconds, a.dest, a.hardware, a.guidance,
+                     a.pitch_guidance)
     except MatrixGameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
