@@ -1,7 +1,7 @@
 """Speed of the embedded ViZDoom model on this machine: the numbers a user of the CPU workflow and the
 live session gets.
 
-    python benchmarks/bench_embedded.py [--blocks 8] [--threads N] [--steps 1000,750,500,250] [--guidance 1,2,2:6]
+    python benchmarks/bench_embedded.py [--blocks 8] [--threads N] [--steps 1000,750,500,250] [--guidance 1,2,2:6,2:6:1]
 
 Per 12-frame block: DiT denoising steps, the t=0 context pass, the streaming VAE decode; steady-state
 video frames per second; and the time from a key press to the first frame it conditions in a live
@@ -29,26 +29,27 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--steps", default=None, help="denoising_step_list override, e.g. 1000,500")
     ap.add_argument("--guidance", default=None,
-                    help="guidance settings to time, W or W:WP (action guidance W, pitch guidance WP), e.g. "
-                         "1,2,2:6 (default: the model's own; above 1 = 2 DiT passes per denoising step, 3 with a "
-                         "pitch guidance of its own)")
+                    help="guidance settings to time, W[:WP[:WK]] (action guidance W, pitch guidance WP, keyboard "
+                         "guidance WK), e.g. 1,2,2:6,2:6:1 (default: the model's own; one DiT pass per distinct "
+                         "condition level, see matrix_game_core/guidance.py)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     comp = embedded.load()
     if a.steps:
         comp.dit.cfg.denoising_step_list = [int(s) for s in a.steps.split(",")]
-    own = (comp.dit.cfg.action_guidance, comp.dit.cfg.pitch_guidance)
-    scales = [tuple(float(x) for x in g.split(":")) + (None,) for g in a.guidance.split(",")] if a.guidance else [own]
+    own = (comp.dit.cfg.action_guidance, comp.dit.cfg.pitch_guidance, comp.dit.cfg.keyboard_guidance)
+    scales = ([(tuple(float(x) for x in g.split(":")) + (None, None))[:3] for g in a.guidance.split(",")]
+              if a.guidance else [own])
     h, w = comp.dit.cfg.frame_size
-    print("| model | size | threads | denoising steps | guidance (actions:pitch) | DiT passes / step | ms / block "
+    print("| model | size | threads | denoising steps | guidance (actions:pitch:keys) | DiT passes / step | ms / block "
           "| decode ms / block | frames/s | key->frame ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for g, gp, *_ in scales:
-        comp.dit.cfg.action_guidance, comp.dit.cfg.pitch_guidance = g, gp
+    for g, gp, gk in scales:
+        comp.dit.cfg.action_guidance, comp.dit.cfg.pitch_guidance, comp.dit.cfg.keyboard_guidance = g, gp, gk
         r = measure_speed(comp, blocks=a.blocks)
         print(f"| {embedded.NAME} | {w}x{h} | {r['threads']} | {r['denoising_steps']} "
-              f"| {g:g}{'' if gp is None else f':{gp:g}'} | {r['passes_per_step']} "
+              f"| {':'.join(f'{x:g}' for x in (g, gp, gk) if x is not None)} | {r['passes_per_step']} "
               f"| {1000 * r['seconds_per_block']:.0f} | {1000 * r['decode_seconds_per_block']:.0f} | {r['fps']:.1f} "
               f"| {r['key_to_frame_ms']:.0f} |")
     print(f"steady_fps={r['fps']:.2f} latency_ms={r['key_to_frame_ms']:.0f}")

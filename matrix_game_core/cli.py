@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="a separate guidance scale for the mouse pitch (look up/down), for models that learned "
                         "the pitch more weakly than the yaw; one more DiT pass per step when it differs from "
                         "--action-guidance (default: the model's own, else the action guidance)")
+    g.add_argument("--keyboard-guidance", type=float, default=None, metavar="W",
+                   help="a separate guidance scale for the keys (W/A/S/D); one more DiT pass per step when it "
+                        "differs (default: the model's own, else the action guidance)")
     g.add_argument("--crop", choices=["center", "stretch", "pad"], default="center",
                    help="fit the image to the model's frame size: center (official centre crop), stretch, pad (letterbox)")
     d = sub.add_parser("download", help="download a mode's files from Skywork/Matrix-Game-2.0", formatter_class=fmt)
@@ -201,7 +204,7 @@ def check_generate_args(args):
         args.scale = max(1, -(-VIDEO_HEIGHT // source.size[0]))
     if not 1 <= args.scale <= 8:
         raise MatrixGameError(f"--scale must be a whole number 1..8; got {args.scale}.")
-    for flag in ("action_guidance", "pitch_guidance"):
+    for flag in ("action_guidance", "pitch_guidance", "keyboard_guidance"):
         w = getattr(args, flag, None)
         if w is not None and not (math.isfinite(w) and 0 <= w <= 20):
             raise MatrixGameError(f"--{flag.replace('_', '-')} must be a number from 0 to 20 (1 = off); got {w:g}.")
@@ -292,7 +295,8 @@ def generate(args) -> int:
     _say(f"[matrix-game] {comp.label}: conditioning {time.perf_counter() - t0:.1f}s")
     session = WorldSession(comp.dit, cond, decoder=StreamingDecoder(comp.vae), seed=args.seed,
                            compile={"auto": None, "on": True, "off": False}[args.compile],
-                           action_guidance=args.action_guidance, pitch_guidance=args.pitch_guidance)
+                           action_guidance=args.action_guidance, pitch_guidance=args.pitch_guidance,
+                           keyboard_guidance=args.keyboard_guidance)
     kb, ms = track.tensors(device=device)
 
     def progress(r):

@@ -111,6 +111,8 @@ class ModelConfig:
     #: pitch))`` (:mod:`.guidance`; InstructPix2Pix-style nested guidance). None = ``w`` (plain
     #: action guidance); a different value costs one more DiT pass per denoising step.
     pitch_guidance: Optional[float] = None
+    #: Keyboard guidance ``w_k`` (this pack's): the same for the keys (:mod:`.guidance`); None = ``w``.
+    keyboard_guidance: Optional[float] = None
 
     @property
     def head_dim(self) -> int:

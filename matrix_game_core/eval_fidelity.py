@@ -148,12 +148,12 @@ def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, s
 def generate_for_following(dit, vae, image, blocks: int = 9, seed: int = 0, visual_context=None,
                            magnitude: float = CAM_VALUE, denoising_step_list=None, keyboard_dim=None,
                            pitch_magnitude: Optional[float] = None, action_guidance: Optional[float] = None,
-                           pitch_guidance: Optional[float] = None):
+                           pitch_guidance: Optional[float] = None, keyboard_guidance: Optional[float] = None):
     """Generate a video from a start image under :func:`command_script` (left, right, up, down, ...).
 
     Args:
         image: ``[1, 3, H, W]`` in [-1, 1] at the model's frame size.
-        action_guidance / pitch_guidance: the sampler's guidance scales (None: the model config's;
+        action_guidance / pitch_guidance / keyboard_guidance: the sampler's guidance scales (None: the model config's;
             :mod:`matrix_game_core.guidance`).
     Returns:
         ``(frames [1, 3, T, H, W] in [-1, 1], mouse [T, 2], labels)``.
@@ -168,6 +168,6 @@ def generate_for_following(dit, vae, image, blocks: int = 9, seed: int = 0, visu
     vc = torch.zeros(1, 1, dit.cfg.img_dim) if visual_context is None else visual_context
     sess = WorldSession(dit, Conditioning(cc, vc), decoder=StreamingDecoder(vae), seed=seed,
                         denoising_step_list=denoising_step_list, action_guidance=action_guidance,
-                        pitch_guidance=pitch_guidance)
+                        pitch_guidance=pitch_guidance, keyboard_guidance=keyboard_guidance)
     _, frames = sess.generate(kb, ms if dit.cfg.has_mouse else None, n_lat)
     return frames, ms, labels

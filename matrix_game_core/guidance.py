@@ -1,19 +1,22 @@
-"""Action guidance: classifier-free guidance on the action track, with its own scale for the pitch.
+"""Action guidance: classifier-free guidance on the action track, with scales of their own for the
+mouse pitch and the keys.
 
 This pack's (official configs have none: their distilled models sample without guidance). With
-the block's actions ``a`` (keys + mouse), ``a_p0`` the same actions with the mouse pitch channel
-(look up/down, channel 0 of the official ``[T, 2]`` mouse rows) set to 0, and ``0`` no actions
-(keys up, mouse 0), each denoising step's flow is the nested guidance of InstructPix2Pix
-(Brooks et al., arXiv 2211.09800, eq. 3; classifier-free guidance: Ho & Salimans, arXiv 2207.12598)::
+the block's actions ``a`` (keys + mouse) and the condition levels ``0`` (no actions: keys up, mouse
+0), ``keys`` (the keys, mouse 0) and ``keys, yaw`` (the mouse pitch, channel 0 of the official
+``[T, 2]`` mouse rows, set to 0), each denoising step's flow is nested classifier-free guidance
+(InstructPix2Pix, Brooks et al., arXiv 2211.09800, eq. 3; classifier-free guidance: Ho & Salimans,
+arXiv 2207.12598)::
 
-    flow = f(0) + w * (f(a_p0) - f(0)) + w_p * (f(a) - f(a_p0))
+    flow = f(0) + w_k (f(keys) - f(0)) + w (f(keys, yaw) - f(keys)) + w_p (f(a) - f(keys, yaw))
 
-``w`` is the action guidance, ``w_p`` the pitch guidance. With ``w_p = w`` it is plain guidance on
-all the actions, ``f(0) + w (f(a) - f(0))`` (two DiT passes; one with ``w = 1``). A separate
-``w_p`` exists because a small model can learn the pitch far more weakly than the yaw (the
-embedded ViZDoom model: its data pitches the camera about half as far as it turns it, and its VAE
-keeps about a third of the vertical motion), so one scale that makes it look up and down
-overshoots its turns. Then a step costs three passes (two when ``w = 1``).
+``w`` is the action guidance, ``w_p`` the pitch guidance, ``w_k`` the keyboard guidance; unset,
+the last two equal ``w`` and the sum is plain guidance on all the actions, ``f(0) + w (f(a) -
+f(0))`` (two DiT passes; one with ``w = 1``). Scales of their own exist because a small model can
+learn the axes unequally (the embedded ViZDoom model: its data pitches the camera about half as far
+as it turns it, and its VAE keeps about a third of the vertical motion, so a scale that makes it
+look up and down overshoots its turns; guiding its keys costs next-block fidelity for no gain in
+following). Each distinct level is one DiT pass: at most four per step.
 """
 from __future__ import annotations
 
@@ -45,38 +48,67 @@ def check_scale(name: str, w: float, own: str) -> float:
     return v
 
 
-def passes(w: float, w_pitch: float) -> int:
-    """DiT passes one guided denoising step takes (1: unguided)."""
-    return 1 + (w != 1.0) + (w_pitch != w)
+def _plan(w: float, w_pitch: float, w_keys: float, has_mouse: bool):
+    """Which condition levels a step needs and the scale of each increment between them.
+
+    Levels: 0 no actions, 1 keys only, 2 keys + yaw (pitch 0), 3 all actions (no mouse: 0, 1).
+    Adjacent increments of equal scale merge (the level between them is not needed), and a first
+    increment of scale 1 starts the sum at its upper level."""
+    scales = [w_keys, w, w_pitch] if has_mouse else [w_keys]
+    kept, inc = [0], []
+    for i, sc in enumerate(scales, 1):
+        if inc and inc[-1] == sc:
+            kept[-1] = i
+        else:
+            kept.append(i)
+            inc.append(sc)
+    if inc[0] == 1.0:
+        kept, inc = kept[1:], inc[1:]
+    return kept, inc
+
+
+def passes(w: float, w_pitch: Optional[float] = None, w_keys: Optional[float] = None, has_mouse: bool = True) -> int:
+    """DiT passes one guided denoising step takes (1: unguided); None scales follow ``w``."""
+    return len(_plan(w, w if w_pitch is None else w_pitch, w if w_keys is None else w_keys, has_mouse)[0])
 
 
 def guided_flow(flow_of: Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor],
-                keyboard: torch.Tensor, mouse: Optional[torch.Tensor], w: float, w_pitch: float) -> torch.Tensor:
-    """One denoising step's guided flow.
+                keyboard: torch.Tensor, mouse: Optional[torch.Tensor], w: float, w_pitch: Optional[float] = None,
+                w_keys: Optional[float] = None) -> torch.Tensor:
+    """One denoising step's guided flow,
+    ``f(0) + w_keys (f(keys) - f(0)) + w (f(keys, yaw) - f(keys)) + w_pitch (f(a) - f(keys, yaw))``.
 
     Args:
         flow_of: ``flow_of(keyboard, mouse)`` runs the DiT on the step's noisy block with these
-            action windows and returns its flow prediction ``[B, 16, 3, h, w]``. The pass with the
-            block's own actions runs last, so whatever the model leaves in its caches is theirs.
+            action windows and returns its flow prediction ``[B, 16, 3, h, w]``. The passes run from
+            the fewest actions to all of them, so whatever the model leaves in its caches is the
+            block's own actions'.
         keyboard: ``[B, R, K]`` action window; mouse: ``[B, R, 2]`` (pitch, yaw) or None.
-        w: action guidance; w_pitch: pitch guidance (``w`` for plain guidance). With ``mouse``
-            None the pitch guidance has nothing to act on and ``w`` is used.
+        w: action guidance (the mouse yaw, and everything not given its own scale);
+        w_pitch / w_keys: pitch and keyboard guidance, None = ``w`` (all None: plain guidance on
+            all the actions; all 1: one pass, the official sampler). With ``mouse`` None only the
+            keys are guided (``w_keys``, else ``w``).
     Returns:
         The flow ``[B, 16, 3, h, w]`` (the model's dtype).
     """
-    if mouse is None:
-        w_pitch = w
-    if w == 1.0 and w_pitch == 1.0:
-        return flow_of(keyboard, mouse)
-    f0 = None
-    if w != 1.0:
-        f0 = flow_of(torch.zeros_like(keyboard), None if mouse is None else torch.zeros_like(mouse))
-    if w_pitch == w:
-        f = flow_of(keyboard, mouse)
-        return f0 + w * (f - f0)
-    no_pitch = mouse.clone()
-    no_pitch[..., 0] = 0
-    fp0 = flow_of(keyboard, no_pitch)
-    f = flow_of(keyboard, mouse)
-    out = fp0 + w_pitch * (f - fp0)
-    return out if f0 is None else out + (w - 1.0) * (fp0 - f0)
+    w_pitch = w if w_pitch is None else w_pitch
+    w_keys = w if w_keys is None else w_keys
+    kept, inc = _plan(w, w_pitch, w_keys, mouse is not None)
+
+    def actions(level):
+        if level == 0:
+            return torch.zeros_like(keyboard), None if mouse is None else torch.zeros_like(mouse)
+        if mouse is None or level == 3:
+            return keyboard, mouse
+        m = torch.zeros_like(mouse)
+        if level == 2:
+            m[..., 1] = mouse[..., 1]
+        return keyboard, m
+
+    prev = flow_of(*actions(kept[0]))
+    out = prev
+    for level, sc in zip(kept[1:], inc):
+        f = flow_of(*actions(level))
+        out = out + sc * (f - prev)
+        prev = f
+    return out

@@ -351,6 +351,7 @@ class WorldSession:
         pitch_guidance: the guidance scale of the mouse pitch channel (:attr:`.ModelConfig.pitch_guidance`,
             :func:`.guidance.guided_flow`); None = the model config's, which None makes equal to
             ``action_guidance``. Different from it, a denoising step is one DiT pass more.
+        keyboard_guidance: the same for the keys (:attr:`.ModelConfig.keyboard_guidance`).
         compile: run the block step (and the decoder's steady state) through :func:`torch.compile`
             (:mod:`.compile`; CUDA-graph replay on CUDA); None = on for CUDA, off on the CPU; a
             string names the dynamo backend (``"aot_eager"`` in tests), True = ``"inductor"``.
@@ -365,7 +366,8 @@ class WorldSession:
                  noise: Optional[NoiseSource] = None, local_attn_size: Optional[int] = None,
                  sink_size: Optional[int] = None, denoising_step_list: Optional[Sequence[int]] = None,
                  interrupt: Optional[Callable[[], None]] = None, compile: Optional[bool] = None,
-                 action_guidance: Optional[float] = None, pitch_guidance: Optional[float] = None):
+                 action_guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
+                 keyboard_guidance: Optional[float] = None):
         self.model = model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -397,7 +399,9 @@ class WorldSession:
         self._sigma32 = [sg.to(dev) for sg in self.sigmas]
         self._block_noise: Dict[int, BlockNoise] = {}
         self.action_guidance = action_guidance
+        self._own: Dict[str, Optional[float]] = {}
         self.pitch_guidance = pitch_guidance
+        self.keyboard_guidance = keyboard_guidance
         self.noise = noise if noise is not None else SeededNoise(seed)
         self.decoder = decoder
         if decoder is not None:
@@ -443,18 +447,30 @@ class WorldSession:
     def pitch_guidance(self) -> float:
         """Guidance scale of the mouse pitch (look up/down); equals :attr:`action_guidance` unless
         set apart (by the model config or here); may change between blocks."""
-        return self._guidance if self._pitch_guidance is None else self._pitch_guidance
+        return self._guidance if self._own["pitch"] is None else self._own["pitch"]
 
     @pitch_guidance.setter
     def pitch_guidance(self, w: Optional[float]) -> None:
-        own = getattr(self.cfg, "pitch_guidance", None)
+        self._set_own("pitch", w)
+
+    @property
+    def keyboard_guidance(self) -> float:
+        """Guidance scale of the keys; equals :attr:`action_guidance` unless set apart."""
+        return self._guidance if self._own["keyboard"] is None else self._own["keyboard"]
+
+    @keyboard_guidance.setter
+    def keyboard_guidance(self, w: Optional[float]) -> None:
+        self._set_own("keyboard", w)
+
+    def _set_own(self, part: str, w: Optional[float]) -> None:
+        own = getattr(self.cfg, f"{part}_guidance", None)
         w = own if w is None else w
         if w is not None:
-            w = check_scale("pitch guidance", w, "the action guidance" if own is None else f"{float(own):g}")
-            if not self.cfg.has_mouse:
+            w = check_scale(f"{part} guidance", w, "the action guidance" if own is None else f"{float(own):g}")
+            if part == "pitch" and not self.cfg.has_mouse:
                 raise MatrixGameError("pitch guidance needs a model with mouse input; this model has none "
                                       "(leave it unset).")
-        self._pitch_guidance = w
+        self._own[part] = w
 
     @property
     def start_frame(self) -> int:
@@ -550,12 +566,12 @@ class WorldSession:
         x = noise.initial
         n_steps = len(self._t)
         x0 = x
-        w, wp = self._guidance, self.pitch_guidance
+        w, wp, wk = self._guidance, self.pitch_guidance, self.keyboard_guidance
         for s in range(n_steps):
             if self.interrupt is not None:
                 self.interrupt()
             flow = guided_flow(lambda k, m: self.model(x, self._t[s], cc, vc, k, m, start, self.cache, **step_kw),
-                               kb, ms, w, wp)
+                               kb, ms, w, wp, wk)
             x0 = (x.double() - self._sigma64[s] * flow.double()).to(flow.dtype)
             if s < n_steps - 1:
                 sig = self._sigma32[s + 1]

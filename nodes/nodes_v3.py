@@ -343,6 +343,11 @@ class MatrixGameSampler(io.ComfyNode):
                                        "that follow the pitch more weakly than turns: 0 = the model's own (unset: "
                                        "the same as action_guidance). When it differs from action_guidance every "
                                        "denoising step runs the model once more. Models without mouse input: leave 0."),
+                io.Float.Input("keyboard_guidance", default=0.0, min=0.0, max=20.0, step=0.5, advanced=True,
+                               optional=True,
+                               tooltip="A separate guidance scale for the keys (W/A/S/D): 0 = the model's own (unset: "
+                                       "the same as action_guidance); 1 = keys unguided. When it differs from "
+                                       "action_guidance every denoising step runs the model once more."),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
                                       tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (8x14 for the embedded model; "
@@ -360,9 +365,11 @@ class MatrixGameSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, conditioning, actions, seed, latent_frames, vae=None, local_attn_size=0, sink_size=0,
-                denoising_steps="", compile="auto", action_guidance=0.0, pitch_guidance=0.0) -> io.NodeOutput:
+                denoising_steps="", compile="auto", action_guidance=0.0, pitch_guidance=0.0,
+                keyboard_guidance=0.0) -> io.NodeOutput:
         return io.NodeOutput(logic.sample(model, conditioning, actions, seed, latent_frames, vae, local_attn_size,
-                                          sink_size, denoising_steps, compile, action_guidance, pitch_guidance))
+                                          sink_size, denoising_steps, compile, action_guidance, pitch_guidance,
+                                          keyboard_guidance))
 
 
 # ================================================================================================ decode / overlay

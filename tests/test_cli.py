@@ -86,6 +86,7 @@ def no_models(monkeypatch):
     ({"--fps": "nan"}, r"--fps must be a number in \(0, 1000\]"),
     ({"--action-guidance": "-1"}, r"--action-guidance must be a number from 0 to 20 \(1 = off\); got -1"),
     ({"--action-guidance": "nan"}, r"--action-guidance must be a number from 0 to 20"),
+    ({"--keyboard-guidance": "-2"}, r"--keyboard-guidance must be a number from 0 to 20 \(1 = off\); got -2"),
     ({"--pitch-guidance": "25"}, r"--pitch-guidance must be a number from 0 to 20 \(1 = off\); got 25"),
     ({"--device": "nonsense"}, "--device 'nonsense' is not a device"),
     ({"--device": "cuda:99"}, "CUDA is not available|CUDA device"),

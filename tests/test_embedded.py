@@ -146,8 +146,10 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     row = [ln for ln in out.read_text(encoding="utf-8").splitlines() if ln.startswith("| turn right |")][0]
     assert "-0.031 px/frame (followed from 0.112)" in row
     info["config"].update(action_guidance=2.0, pitch_guidance=6.0)       # the sampler's guidance, in words
-    info["speed"]["passes_per_step"] = 3
     write_card(str(out), info)
     card = out.read_text(encoding="utf-8")
     assert "action guidance 2, pitch guidance 6 (3 DiT passes per denoising step)" in card
     assert "x 3 (guidance) + context pass" in card
+    info["config"].update(keyboard_guidance=3.0)
+    write_card(str(out), info)
+    assert "pitch guidance 6, keyboard guidance 3 (4 DiT passes" in out.read_text(encoding="utf-8")

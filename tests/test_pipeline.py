@@ -184,6 +184,24 @@ def test_pitch_guidance_is_nested_guidance_with_its_own_scale_for_the_pitch():
     assert s.pitch_guidance == 3.0
 
 
+def test_keyboard_guidance_nests_below_the_mouse():
+    from matrix_game_core.guidance import passes
+    comp, s = _small_session("universal")
+    cond, kb, ms = s.cond, [1, 0, 0, 1], [0.05, -0.1]
+    f = _one_step(comp, cond, kb, ms)
+    f_ky = _one_step(comp, cond, kb, [0.0, -0.1])                          # keys + yaw
+    f_k = _one_step(comp, cond, kb, [0.0, 0.0])                            # keys only
+    f_0 = _one_step(comp, cond, [0, 0, 0, 0], [0.0, 0.0])
+    assert (f_k - f_0).abs().max() > 1e-4                                  # the keys matter to this model
+    for w, wp, wk in ((2.0, 6.0, 1.0), (1.5, 1.5, 0.5), (2.0, 2.0, 3.0), (2.0, 5.0, 3.0)):
+        got = _one_step(comp, cond, kb, ms, action_guidance=w, pitch_guidance=wp, keyboard_guidance=wk)
+        want = f_0 + wk * (f_k - f_0) + w * (f_ky - f_k) + wp * (f - f_ky)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # one DiT pass per distinct condition level
+    assert [passes(1.0), passes(2.0), passes(2.0, 6.0), passes(2.0, 6.0, 1.0), passes(2.0, 6.0, 3.0),
+            passes(1.0, 1.0, 3.0), passes(2.0, has_mouse=False), passes(1.0, 4.0, has_mouse=False)] == [1, 2, 3, 3, 4, 3, 2, 1]
+
+
 @pytest.mark.parametrize("w", [-1.0, float("nan"), 21.0, "a lot"])
 def test_pitch_guidance_out_of_range_says_the_range(w):
     from matrix_game_core.sampling import WorldSession

@@ -2,7 +2,8 @@
 held-out maps -> ``MODEL_CARD.md``.
 
     python -m matrix_game_core.embedded.build --run RUN --data REC --heldout HELDOUT \\
-        [--steps 1000,750,500,250] [--guidance 2] [--pitch-guidance 6] [--clips 8] [--rollout-seconds 10]
+        [--steps 1000,750,500,250] [--guidance 2] [--pitch-guidance 6] [--keyboard-guidance 1]
+        [--clips 8] [--rollout-seconds 10]
 
 * ``RUN``: a ``python -m matrix_game_core.train`` run folder (preset ``embedded``); an unfinished
   dit stage is exported from its newest checkpoint's EMA weights.
@@ -14,7 +15,7 @@ Metrics (all on ``HELDOUT``, with the project's evaluator, :mod:`matrix_game_cor
 1. next-block PSNR/SSIM with teacher forcing, beside the copy-last-frame baseline;
 2. action following per class (turn left/right at 0.1, look up/down at ``pitch_magnitude``) from
    held-out start frames under :func:`~matrix_game_core.evaluate.command_script`, with the shipped
-   action (and pitch) guidance and without, beside its ceiling: the clips' recorded play as recorded and
+   action guidance (and its pitch and keyboard scales) and without, beside its ceiling: the clips' recorded play as recorded and
    through the VAE;
 3. a free-running rollout of ``--rollout-seconds`` from a recorded start frame under the recorded
    actions: per-second mean PSNR against the recorded frames and per-frame contrast (std of the
@@ -102,8 +103,8 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
         return {name: {"n": 0, "correct": 0, "toward_px": 0.0} for name, _, _ in ACTION_CLASSES}
 
     nb, per, per_off, per_rec, per_rt = [], fresh(), fresh(), fresh(), fresh()
-    pg = getattr(comp.dit.cfg, "pitch_guidance", None)
-    guided = float(getattr(comp.dit.cfg, "action_guidance", 1.0)) != 1.0 or (pg is not None and float(pg) != 1.0)
+    pg, kg = getattr(comp.dit.cfg, "pitch_guidance", None), getattr(comp.dit.cfg, "keyboard_guidance", None)
+    guided = passes(float(getattr(comp.dit.cfg, "action_guidance", 1.0)), pg, kg) > 1
     used = 0
     for e in es:
         if used >= clips:
@@ -121,7 +122,7 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
         if guided:
             fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=seed,
                                                denoising_step_list=steps, pitch_magnitude=pitch_magnitude,
-                                               action_guidance=1.0, pitch_guidance=1.0)
+                                               action_guidance=1.0, pitch_guidance=1.0, keyboard_guidance=1.0)
             _add(per_off, action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude))
         # the ceiling: recorded play of the same clip (its own mouse track), as recorded and as the VAE
         # round trip (what any model decoded by this VAE can at best show)
@@ -161,6 +162,7 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
             "action_following": per, "pitch_magnitude": pitch_magnitude,
             "action_guidance": float(getattr(comp.dit.cfg, "action_guidance", 1.0)),
             "pitch_guidance": None if pg is None else float(pg),
+            "keyboard_guidance": None if kg is None else float(kg),
             "action_following_unguided": per_off if guided else None,
             "action_following_recorded": per_rec, "action_following_round_trip": per_rt,
             "rollout": {"shard": long["name"], "map": long.get("map"), "frames": tr, "fps": fps, "per_second": sec}}
@@ -196,19 +198,23 @@ def measure_speed(comp, blocks: int = 8, warmup: int = 2, seed: int = 0) -> Dict
     return {"fps": frames / total, "seconds_per_block": block, "decode_seconds_per_block": dec,
             "key_to_frame_ms": 1000 * (2 * block - dec + dec / 3), "threads": torch.get_num_threads(),
             "denoising_steps": len(sess.timesteps),
-            "passes_per_step": passes(sess.action_guidance, sess.pitch_guidance)}
+            "passes_per_step": passes(sess.action_guidance, sess.pitch_guidance, sess.keyboard_guidance)}
+
+
+def _passes_of(c: Dict) -> int:
+    return passes(float(c.get("action_guidance", 1.0)), c.get("pitch_guidance"), c.get("keyboard_guidance"))
 
 
 def _guidance_text(c: Dict) -> str:
-    w, wp = float(c.get("action_guidance", 1.0)), c.get("pitch_guidance")
-    n = passes(w, w if wp is None else float(wp))
-    txt = f"action guidance {w:g}" + ("" if wp is None else f", pitch guidance {float(wp):g}")
+    n = _passes_of(c)
+    txt = f"action guidance {float(c.get('action_guidance', 1.0)):g}" + "".join(
+        f", {part} guidance {float(c[f'{part}_guidance']):g}" for part in ("pitch", "keyboard")
+        if c.get(f"{part}_guidance") is not None)
     return txt + (" (1 = off: one DiT pass per denoising step)" if n == 1 else f" ({n} DiT passes per denoising step)")
 
 
 def _passes_text(c: Dict) -> str:
-    w, wp = float(c.get("action_guidance", 1.0)), c.get("pitch_guidance")
-    n = passes(w, w if wp is None else float(wp))
+    n = _passes_of(c)
     return "" if n == 1 else f" x {n} (guidance)"
 
 
@@ -308,7 +314,8 @@ def _read_log(path: str) -> List[Dict]:
 
 def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = None, clips: int = 8,
           rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores",
-          guidance: Optional[float] = None, pitch_guidance: Optional[float] = None) -> Dict:
+          guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
+          keyboard_guidance: Optional[float] = None) -> Dict:
     """Export ``run``, install it into ``dest``, evaluate and write the model card. Returns the info."""
     from ..data.shards import read_manifest
     from ..train.__main__ import load_run_config, run_stages
@@ -324,8 +331,9 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
     cj["cond_latent_frames"] = cfg.dit.cond_latents
     if guidance is not None:
         cj["action_guidance"] = float(guidance)
-    if pitch_guidance is not None:
-        cj["pitch_guidance"] = float(pitch_guidance)
+    for key, val in (("pitch_guidance", pitch_guidance), ("keyboard_guidance", keyboard_guidance)):
+        if val is not None:
+            cj[key] = float(val)
     with open(cpath, "w", encoding="utf-8") as f:
         json.dump(cj, f, indent=1)
     comp = load(root=dest)
@@ -380,6 +388,8 @@ def main(argv=None) -> int:
                     help="action guidance scale to ship (sampler default of the model; 1 = off)")
     ap.add_argument("--pitch-guidance", type=float, default=None,
                     help="pitch (look up/down) guidance scale to ship (default: none, the action guidance)")
+    ap.add_argument("--keyboard-guidance", type=float, default=None,
+                    help="keyboard guidance scale to ship (default: none, the action guidance)")
     ap.add_argument("--clips", type=int, default=8, help="held-out clips for next-block and action following")
     ap.add_argument("--rollout-seconds", type=float, default=10.0)
     ap.add_argument("--dest", default=ROOT, help="where to install (default: the package's embedded folder)")
@@ -388,7 +398,7 @@ def main(argv=None) -> int:
     steps = [int(s) for s in a.steps.split(",")] if a.steps else None
     try:
         info = build(a.run, a.data, a.heldout, steps, a.clips, a.rollout_seconds, a.dest, a.hardware, a.guidance,
-                     a.pitch_guidance)
+                     a.pitch_guidance, a.keyboard_guidance)
     except MatrixGameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
