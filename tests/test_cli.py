@@ -213,3 +213,21 @@ def test_compile_flag_reaches_the_session(tmp_path, monkeypatch):
         assert main(["generate", "--mode", "universal", "--image", IMAGE, "--bench-actions", "--frames", "3",
                      "--random-weights", "tiny", "--out", str(tmp_path / "c.mp4"), "--compile", flag]) == 2
         assert seen[-1] is want
+
+
+def test_guidance_flags_reach_the_session(tmp_path, monkeypatch):
+    import matrix_game_core.sampling as sampling
+    from matrix_game_core.errors import MatrixGameError
+    seen = []
+
+    def spy(self, *a, **kw):                   # record the scales, then stop before generating
+        seen.append({k: kw.get(k) for k in ("action_guidance", "pitch_guidance", "keyboard_guidance")})
+        raise MatrixGameError("stop here")
+
+    monkeypatch.setattr(sampling.WorldSession, "__init__", spy)
+    base = ["generate", "--mode", "universal", "--image", IMAGE, "--bench-actions", "--frames", "3",
+            "--random-weights", "tiny", "--out", str(tmp_path / "g.mp4")]
+    assert main(base) == 2
+    assert seen[-1] == {"action_guidance": None, "pitch_guidance": None, "keyboard_guidance": None}   # the model's own
+    assert main(base + ["--action-guidance", "2", "--pitch-guidance", "6", "--keyboard-guidance", "1"]) == 2
+    assert seen[-1] == {"action_guidance": 2.0, "pitch_guidance": 6.0, "keyboard_guidance": 1.0}
