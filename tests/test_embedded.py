@@ -145,7 +145,7 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     write_card(str(out), info)
     row = [ln for ln in out.read_text(encoding="utf-8").splitlines() if ln.startswith("| turn right |")][0]
     assert "-0.031 px/frame (followed from 0.112)" in row
-    info["config"].update(action_guidance=2.0, pitch_guidance=6.0)       # the sampler's guidance, in words
+    info["config"].update(action_guidance=2.0, pitch_guidance=6.0, keyboard_guidance=None)   # guidance, in words
     write_card(str(out), info)
     card = out.read_text(encoding="utf-8")
     assert "action guidance 2, pitch guidance 6 (3 DiT passes per denoising step)" in card

@@ -241,7 +241,7 @@ def write_card(path: str, info: Dict) -> None:
           f"{c['action_config']['blocks']}, local attention window {c['local_attn_size']} latent frames, "
           f"{info['params']['dit'] / 1e6:.1f} M parameters; VAE: {info['params']['vae'] / 1e6:.1f} M parameters. "
           f"Video {c['video_size'][1]}x{c['video_size'][0]} (latents {c['video_size'][1] // 8}x{c['video_size'][0] // 8}), "
-          f"{len(c['denoising_step_list'])} denoising steps {c['denoising_step_list']}, action guidance "
+          f"{len(c['denoising_step_list'])} denoising steps {c['denoising_step_list']}, "
           f"{_guidance_text(c)}, image-encoder free "
           f"(zero image tokens), conditioning latents {c.get('cond_latent_frames')} (last repeated).", "",
           "## Data", "",
@@ -342,6 +342,10 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
     hm = read_manifest(heldout)
     vlog, dlog = _read_log(os.path.join(run, "vae", "log.jsonl")), _read_log(os.path.join(run, "dit", "log.jsonl"))
     vlast = next((r for r in reversed(vlog) if r.get("stage") == "vae"), {})
+    # an unfinished run is exported from its checkpoint: its log may have run on past it
+    with open(os.path.join(run, "export", "info.json"), "r", encoding="utf-8") as f:
+        upto = json.load(f).get("dit_from_checkpoint_step") or float("inf")
+    dlog = [r for r in dlog if r.get("step", 0) <= upto]
     dlast = next((r for r in reversed(dlog) if r.get("stage") == "dit" and "loss" in r), {})
     devl = next((r for r in reversed(dlog) if "eval_loss" in r), {})
     lat_meta = os.path.join(run, "latents", "meta.json")
