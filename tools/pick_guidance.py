@@ -17,45 +17,14 @@ import os
 import sys
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from matrix_game_core import embedded  # noqa: E402
-from matrix_game_core.data.shards import entries, load_shard  # noqa: E402
-from matrix_game_core.evaluate import action_following, evaluate_next_block, generate_for_following  # noqa: E402
+from matrix_game_core.embedded.build import score_clips  # noqa: E402
+from matrix_game_core.errors import MatrixGameError  # noqa: E402
 from matrix_game_core.guidance import passes  # noqa: E402
 
 CLASSES = ("turn_left", "turn_right", "look_up", "look_down")
-
-
-def score(comp, heldout: str, start: int, clips: int, pitch_magnitude: float, blocks: int = 4,
-          follow_blocks: int = 9):
-    """Next-block PSNR gain over copy-last (dB), copy-last PSNR (dB) and ``{class: (followed, blocks)}``
-    for the sampler settings in ``comp.dit.cfg``."""
-    t = 9 + 12 * (blocks - 1)
-    rng = np.random.default_rng(0)
-    gains, copy, per = [], [], {k: [0, 0] for k in CLASSES}
-    for e in entries(heldout)[start:]:
-        if len(gains) >= clips:
-            break
-        s = load_shard(heldout, e)
-        if len(s) < t:
-            continue
-        a = int(rng.integers(0, len(s) - t + 1))
-        r = evaluate_next_block(comp.dit, comp.vae, s.frames[a:a + t], s.keyboard[a:a + t].astype(np.float32),
-                                s.mouse[a:a + t], seed=0, rollout=False)
-        gains.append(r["model"]["psnr"] - r["copy_last"]["psnr"])
-        copy.append(r["copy_last"]["psnr"])
-        img = torch.from_numpy(s.frames[a]).permute(2, 0, 1)[None].float() / 127.5 - 1
-        fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=0,
-                                           pitch_magnitude=pitch_magnitude)
-        for k, v in action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude).per_class.items():
-            if k in per:
-                per[k][0] += v["correct"]
-                per[k][1] += v["n"]
-    if not gains:
-        raise SystemExit(f"error: no held-out episode from index {start} has {t} frames.")
-    return float(np.mean(gains)), float(np.mean(copy)), per
 
 
 def main() -> int:
@@ -81,9 +50,16 @@ def main() -> int:
     for wk, w, wp in triples:
         cfg = comp.dit.cfg
         cfg.keyboard_guidance, cfg.action_guidance, cfg.pitch_guidance = wk, w, wp
-        gain, copy, per = score(comp, a.heldout, a.start, a.clips, a.pitch_magnitude)
+        try:
+            nb, per, *_ = score_clips(comp, a.heldout, a.start, a.clips, pitch_magnitude=a.pitch_magnitude,
+                                      ceiling_frames=None)
+        except MatrixGameError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        gain = float(np.mean([r["model"]["psnr"] - r["copy_last"]["psnr"] for r in nb]))
+        copy = float(np.mean([r["copy_last"]["psnr"] for r in nb]))
         print(f"| {wk:g}:{w:g}:{wp:g} | {passes(w, wp, wk)} | "
-              + " | ".join(f"{c}/{n}" for c, n in per.values()) + f" | {gain:+.2f} dB (copy-last {copy:.2f} dB) |",
+              + " | ".join(f"{per[k]['correct']}/{per[k]['n']}" for k in CLASSES) + f" | {gain:+.2f} dB (copy-last {copy:.2f} dB) |",
               flush=True)
     return 0
 

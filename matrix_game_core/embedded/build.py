@@ -81,33 +81,36 @@ def _add(acc: Dict, rep) -> None:
         acc[k]["toward_px"] += (v["toward_px"] or 0.0) * v["n"]
 
 
-def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follow_blocks: int = 9,
-                      rollout_seconds: float = 10.0, seed: int = 0, steps: Optional[Sequence[int]] = None,
-                      pitch_magnitude: float = 0.04, ceiling_frames: int = 201) -> Dict:
-    """The card's metrics on the held-out recording (see the module docstring). Action following
-    is also measured without guidance (when the model has some) and, as its ceiling, on
-    ``ceiling_frames`` of each clip's recorded play under its recorded mouse track, as recorded
-    and through the VAE (encode + decode)."""
-    from ..data.shards import entries, load_shard, read_manifest
-    from ..evaluate import ACTION_CLASSES, action_following, evaluate_next_block, generate_for_following
+def score_clips(comp, heldout: str, start: int = 0, clips: int = 8, blocks: int = 4, follow_blocks: int = 9,
+                seed: int = 0, steps: Optional[Sequence[int]] = None, pitch_magnitude: float = 0.04,
+                unguided: bool = False, ceiling_frames: Optional[int] = 201):
+    """Next-block and action-following scores on ``clips`` held-out episodes from index ``start``
+    (episodes shorter than a ``blocks``-block clip are passed over), with the sampler settings in
+    ``comp.dit.cfg``; the clip of each episode is drawn from ``numpy`` ``default_rng(seed)`` in the
+    same order whatever is scored.
 
-    es = entries(heldout)
-    if not es:
-        raise MatrixGameError(f"{heldout} has no shards.")
-    fps = float(read_manifest(heldout)["fps"])
-    t = 9 + 12 * (blocks - 1)
-    rng = np.random.default_rng(seed)
+    Returns:
+        ``(next_block, following, following_unguided, recorded, round_trip)``: the list of
+        :func:`~matrix_game_core.evaluate.evaluate_next_block` reports and four per-class tallies
+        ``{class: {"n", "correct", "toward_px" (summed px/frame)}}``: following under the benchmark
+        script, the same without guidance (only with ``unguided``), and, with ``ceiling_frames``,
+        the evaluator on that many frames of the episode's recorded play, as recorded and through
+        the VAE.
+    Raises:
+        MatrixGameError: no episode from ``start`` on is long enough.
+    """
+    from ..data.shards import entries, load_shard
+    from ..evaluate import ACTION_CLASSES, action_following, evaluate_next_block, generate_for_following
     from ..vae import StreamingDecoder
 
     def fresh():
         return {name: {"n": 0, "correct": 0, "toward_px": 0.0} for name, _, _ in ACTION_CLASSES}
 
+    t = 9 + 12 * (blocks - 1)
+    rng = np.random.default_rng(seed)
     nb, per, per_off, per_rec, per_rt = [], fresh(), fresh(), fresh(), fresh()
-    pg, kg = getattr(comp.dit.cfg, "pitch_guidance", None), getattr(comp.dit.cfg, "keyboard_guidance", None)
-    guided = passes(float(getattr(comp.dit.cfg, "action_guidance", 1.0)), pg, kg) > 1
-    used = 0
-    for e in es:
-        if used >= clips:
+    for e in entries(heldout)[start:]:
+        if len(nb) >= clips:
             break
         s = load_shard(heldout, e)
         if len(s) < t:
@@ -119,23 +122,44 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
         fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=seed, denoising_step_list=steps,
                                            pitch_magnitude=pitch_magnitude)
         _add(per, action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude))
-        if guided:
+        if unguided:
             fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=seed,
                                                denoising_step_list=steps, pitch_magnitude=pitch_magnitude,
                                                action_guidance=1.0, pitch_guidance=1.0, keyboard_guidance=1.0)
             _add(per_off, action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude))
-        # the ceiling: recorded play of the same clip (its own mouse track), as recorded and as the VAE
-        # round trip (what any model decoded by this VAE can at best show)
-        a = int(rng.integers(0, max(1, len(s) - ceiling_frames)))
-        rec = s.frames[a:a + ceiling_frames]
-        vid = torch.from_numpy(np.ascontiguousarray(rec)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-        rt = StreamingDecoder(comp.vae).decode_raw(comp.vae.encode(vid.to(comp.vae.device, comp.vae.dtype)))
-        ms_rec = s.mouse[a:a + ceiling_frames]
-        _add(per_rec, action_following(vid, ms_rec, pitch_threshold=0.5 * pitch_magnitude))
-        _add(per_rt, action_following(rt, ms_rec, pitch_threshold=0.5 * pitch_magnitude))
-        used += 1
+        # the ceiling: recorded play of the same episode (its own mouse track), as recorded and as the
+        # VAE round trip (what any model decoded by this VAE can at best show)
+        a = int(rng.integers(0, max(1, len(s) - (ceiling_frames or 201))))
+        if ceiling_frames:
+            rec = s.frames[a:a + ceiling_frames]
+            vid = torch.from_numpy(np.ascontiguousarray(rec)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+            rt = StreamingDecoder(comp.vae).decode_raw(comp.vae.encode(vid.to(comp.vae.device, comp.vae.dtype)))
+            ms_rec = s.mouse[a:a + ceiling_frames]
+            _add(per_rec, action_following(vid, ms_rec, pitch_threshold=0.5 * pitch_magnitude))
+            _add(per_rt, action_following(rt, ms_rec, pitch_threshold=0.5 * pitch_magnitude))
     if not nb:
-        raise MatrixGameError(f"no held-out shard has {t} frames.")
+        raise MatrixGameError(f"no held-out shard from index {start} on has {t} frames.")
+    return nb, per, per_off, per_rec, per_rt
+
+
+def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follow_blocks: int = 9,
+                      rollout_seconds: float = 10.0, seed: int = 0, steps: Optional[Sequence[int]] = None,
+                      pitch_magnitude: float = 0.04, ceiling_frames: int = 201) -> Dict:
+    """The card's metrics on the held-out recording (see the module docstring). Action following
+    is also measured without guidance (when the model has some) and, as its ceiling, on
+    ``ceiling_frames`` of each clip's recorded play under its recorded mouse track, as recorded
+    and through the VAE (encode + decode)."""
+    from ..data.shards import entries, load_shard, read_manifest
+
+    es = entries(heldout)
+    if not es:
+        raise MatrixGameError(f"{heldout} has no shards.")
+    fps = float(read_manifest(heldout)["fps"])
+    pg, kg = getattr(comp.dit.cfg, "pitch_guidance", None), getattr(comp.dit.cfg, "keyboard_guidance", None)
+    guided = passes(float(getattr(comp.dit.cfg, "action_guidance", 1.0)), pg, kg) > 1
+    nb, per, per_off, per_rec, per_rt = score_clips(comp, heldout, 0, clips, blocks, follow_blocks, seed, steps,
+                                                    pitch_magnitude, unguided=guided, ceiling_frames=ceiling_frames)
+    t = 9 + 12 * (blocks - 1)
     for d in (per, per_off, per_rec, per_rt):
         for v in d.values():
             v["accuracy"] = None if v["n"] == 0 else v["correct"] / v["n"]
