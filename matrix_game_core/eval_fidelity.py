@@ -84,8 +84,10 @@ def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, s
         visual_context: ``[1, n, img_dim]`` image tokens (None: zeros ``[1, 1, img_dim]``, for
             image-encoder-free models; official models need CLIP features).
     Returns:
-        ``{"blocks": n, "model": {"psnr", "ssim"}, "copy_last": {...}, "rollout": {...}}`` (means
-        over blocks ``1..k``) plus ``per_block`` lists.
+        ``{"blocks": n, "model": {"psnr", "ssim"}, "copy_last": {...}, "round_trip": {...},
+        "rollout": {...}}`` (means over blocks ``1..k``) plus ``per_block`` lists. ``round_trip``
+        scores the recorded block encoded and decoded by ``vae`` (the same streaming decoder): the
+        ceiling of any model decoded by this VAE.
     """
     from .sampling import Conditioning, WorldSession
     from .vae import StreamingDecoder, encode_start_image, normalize_latents
@@ -108,7 +110,7 @@ def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, s
     nb = dit.cfg.num_frame_per_block
     n_blocks = n_lat // nb
     res = {"model": {"psnr": [], "ssim": []}, "copy_last": {"psnr": [], "ssim": []},
-           "rollout": {"psnr": [], "ssim": []}}
+           "round_trip": {"psnr": [], "ssim": []}, "rollout": {"psnr": [], "ssim": []}}
     sess = WorldSession(dit, cond, seed=seed, denoising_step_list=denoising_step_list)
     dec_gt = StreamingDecoder(vae)
     for b in range(n_blocks):
@@ -118,9 +120,11 @@ def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, s
         if b > 0:
             pred = _fork_decoder(dec_gt).decode(r.latents)[0].permute(1, 0, 2, 3).cpu()
             pred = ((pred + 1) / 2).clamp(0, 1)
+            rt = _fork_decoder(dec_gt).decode(lat_gt.to(vae.device, vae.dtype))[0].permute(1, 0, 2, 3).cpu()
+            rt = ((rt.float() + 1) / 2).clamp(0, 1)
             tgt = gt[s:e]
             last = gt[s - 1:s].expand_as(tgt)
-            for key, x in (("model", pred), ("copy_last", last)):
+            for key, x in (("model", pred), ("copy_last", last), ("round_trip", rt)):
                 res[key]["psnr"].append(psnr(x, tgt))
                 res[key]["ssim"].append(ssim(x, tgt))
         # teacher forcing: overwrite this block's cache entries with the ground truth (t = 0 pass)

@@ -6,7 +6,8 @@ One command, end to end (each stage resumes from its checkpoint; finished stages
         [--device auto|cpu|cuda] [--bf16] [--workers N]
         [--vae-steps N] [--dit-steps N] [--set dit.batch=32 --set vae.lr=1e-4 ...]
 
-Stages (also runnable one by one): ``vae`` (stage 1) -> ``latents`` (encode recordings) ->
+Stages (also runnable one by one): ``vae`` (stage 1) -> ``decoder`` (stage 1b: decoder fine-tune,
+encoder frozen; skipped at ``decoder.steps`` 0) -> ``latents`` (encode recordings) ->
 ``dit`` (stage 2) -> ``distill`` (stage 3: Self-Forcing/DMD few-step student) -> ``export``
 (``RUN/export``: DiT and student safetensors + config.json, VAE safetensors, Freedoom NOTICE; an
 unfinished dit stage is exported from its newest checkpoint's EMA weights, saying so).
@@ -43,7 +44,8 @@ def _apply_set(cfg: TrainConfig, items) -> TrainConfig:
         parts = k.split(".")
         for p in parts[:-1]:
             if p not in node or not isinstance(node[p], dict):
-                raise MatrixGameError(f"--set {k}: unknown section {p!r} (vae, dit or top level).")
+                raise MatrixGameError(f"--set {k}: unknown section {p!r} (vae, decoder, dit, distill or top "
+                                      f"level).")
             node = node[p]
         if parts[-1] not in node:
             raise MatrixGameError(f"--set {k}: unknown field {parts[-1]!r}; known: {', '.join(node)}")
@@ -101,6 +103,9 @@ def run_stages(stages, data: str, out: str, cfg: TrainConfig, device_name: str =
     res = {}
     if "vae" in stages:
         res["vae"] = train_vae(data, out, cfg, dev, bf16, echo, dist=dist)
+    if "decoder" in stages and cfg.decoder.steps > 0:
+        from .decoder import train_decoder
+        res["decoder"] = train_decoder(data, out, cfg, dev, bf16, echo, dist=dist)
     if "latents" in stages:
         from ..vae import load_wan_vae
         vp = os.path.join(out, "vae", "vae.safetensors")
@@ -120,7 +125,7 @@ def run_stages(stages, data: str, out: str, cfg: TrainConfig, device_name: str =
         if dist.is_main:
             from .common import JsonlLog
             logs = {s: JsonlLog(os.path.join(out, s, "log.jsonl"), echo=False).read()
-                    for s in ("vae", "dit", "distill")}
+                    for s in ("vae", "decoder", "dit", "distill")}
             extra = {"train_config": cfg.to_dict(),
                      "final": {s: (l[-1] if l else None) for s, l in logs.items()}}
             res["export"] = export_run(out, data, extra, train_config=cfg, echo=echo)
@@ -131,7 +136,7 @@ def run_stages(stages, data: str, out: str, cfg: TrainConfig, device_name: str =
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m matrix_game_core.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("all", "vae", "latents", "dit", "distill", "export"))
+    p.add_argument("stage", choices=("all", "vae", "decoder", "latents", "dit", "distill", "export"))
     p.add_argument("--data", required=True, help="recording folder (python -m matrix_game_core.data record)")
     p.add_argument("--out", required=True, help="run folder (created; resumed if it exists)")
     p.add_argument("--preset", default="small", choices=("small", "smoke", "embedded"))
@@ -156,7 +161,8 @@ def main(argv=None) -> int:
         dist.barrier()
         if not dist.is_main:
             cfg = load_run_config(a.out, a.preset, [], save=False)
-        stages = ["vae", "latents", "dit", "distill", "export"] if a.stage == "all" else [a.stage]
+        stages = (["vae", "decoder", "latents", "dit", "distill", "export"] if a.stage == "all"
+                  else [a.stage])
         res = run_stages(stages, a.data, a.out, cfg, a.device, a.bf16, echo=not a.quiet, dist=dist,
                          teacher=a.teacher)
         if dist.is_main:

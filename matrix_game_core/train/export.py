@@ -103,7 +103,8 @@ def dit_from_checkpoint(run: str, train_config) -> Optional[int]:
 
 def export_run(run: str, data: Optional[str] = None, extra: Optional[Dict] = None, train_config=None,
                echo: bool = True) -> str:
-    """Assemble ``RUN/export`` from ``RUN/vae/vae.safetensors``, ``RUN/dit/*`` and, when the
+    """Assemble ``RUN/export`` from the VAE (``RUN/decoder/vae.safetensors``, the decoder fine-tune,
+    when present, else stage 1's ``RUN/vae/vae.safetensors``), ``RUN/dit/*`` and, when the
     distillation stage has finished, ``RUN/distill/*`` (as ``export/student``). Returns the folder.
 
     An unfinished dit stage (no ``model.safetensors`` yet, a ``ckpt.pt``) is exported from the
@@ -113,6 +114,10 @@ def export_run(run: str, data: Optional[str] = None, extra: Optional[Dict] = Non
     src_vae = os.path.join(run, "vae", "vae.safetensors")
     dit_dir = os.path.join(run, "dit")
     info = dict(extra or {})
+    tuned = os.path.join(run, "decoder", "vae.safetensors")
+    if os.path.isfile(tuned):          # stage 1b: same encoder (latents unchanged), fine-tuned decoder
+        src_vae = tuned
+        info["vae_decoder_finetuned"] = True
     if not os.path.isfile(os.path.join(dit_dir, "model.safetensors")) and train_config is not None:
         step = dit_from_checkpoint(run, train_config)
         if step is not None:
