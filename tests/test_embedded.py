@@ -62,7 +62,7 @@ def test_shipped_files_fit_the_budget_and_describe_themselves():
     assert cfg["mode"] == "universal" and cfg["image_encoder"] is None
     assert embedded.video_size() == tuple(cfg["video_size"]) and min(cfg["video_size"]) >= 64
     card = open(embedded.CARD_FILE, encoding="utf-8").read()
-    for needle in ("Held out", "next-block PSNR", "turn left", "look down", "Free-running rollout", "frames/s",
+    for needle in ("Held out", "| copy-last-frame baseline |", "turn left", "look down", "Free-running rollout", "frames/s",
                    "Freedoom"):
         assert needle in card, needle
     assert "Redistribution and use in source and binary forms" in open(os.path.join(embedded.ROOT, "NOTICE.md"),
@@ -133,7 +133,7 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     out = tmp_path / "card.md"
     write_card(str(out), info)
     card = out.read_text(encoding="utf-8")
-    for needle in ("Held out", "next-block PSNR", "turn left", "look down", "Free-running rollout", "frames/s",
+    for needle in ("Held out", "| copy-last-frame baseline |", "turn left", "look down", "Free-running rollout", "frames/s",
                    f"DiT {info['train']['dit_steps']} steps"):
         assert needle in card, needle
     info["train"].update(vae_recipe="32x48 crops of 33-frame clips, batch 1, width 16", mouse_init_gain=10.0,
@@ -153,3 +153,11 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     info["config"].update(keyboard_guidance=3.0)
     write_card(str(out), info)
     assert "pitch guidance 6, keyboard guidance 3 (4 DiT passes" in out.read_text(encoding="utf-8")
+    # the unguided model and the VAE ceiling beside the next-block baseline; the decoder fine-tune
+    info["eval"]["next_block"].update(model_unguided={"psnr": 21.95, "ssim": 0.5}, round_trip={"psnr": 23.15, "ssim": 0.7})
+    info["train"].update(decoder_steps=800, decoder_final="loss 0.2, PSNR 25.00 dB (training clips)")
+    write_card(str(out), info)
+    card = out.read_text(encoding="utf-8")
+    assert "| model without guidance | 21.95 dB | 0.500 |" in card
+    assert "| ceiling: the recorded block through this VAE (encode + decode) | 23.15 dB | 0.700 |" in card
+    assert "fine-tuned 800 steps with the encoder frozen" in card and "| VAE decoder fine-tune | loss 0.2," in card

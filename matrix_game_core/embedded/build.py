@@ -24,6 +24,7 @@ Metrics (all on ``HELDOUT``, with the project's evaluator, :mod:`matrix_game_cor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -81,6 +82,20 @@ def _add(acc: Dict, rep) -> None:
         acc[k]["toward_px"] += (v["toward_px"] or 0.0) * v["n"]
 
 
+@contextlib.contextmanager
+def _unguided(cfg):
+    """All guidance scales set to 1 (off) inside the block, restored after."""
+    keys = ("action_guidance", "pitch_guidance", "keyboard_guidance")
+    saved = {k: getattr(cfg, k, None) for k in keys}
+    try:
+        for k in keys:
+            setattr(cfg, k, 1.0)
+        yield cfg
+    finally:
+        for k, v in saved.items():
+            setattr(cfg, k, v)
+
+
 def score_clips(comp, heldout: str, start: int = 0, clips: int = 8, blocks: int = 4, follow_blocks: int = 9,
                 seed: int = 0, steps: Optional[Sequence[int]] = None, pitch_magnitude: float = 0.04,
                 unguided: bool = False, ceiling_frames: Optional[int] = 201):
@@ -91,7 +106,8 @@ def score_clips(comp, heldout: str, start: int = 0, clips: int = 8, blocks: int 
 
     Returns:
         ``(next_block, following, following_unguided, recorded, round_trip)``: the list of
-        :func:`~matrix_game_core.evaluate.evaluate_next_block` reports and four per-class tallies
+        :func:`~matrix_game_core.evaluate.evaluate_next_block` reports (with ``unguided``, each also
+        has ``model_unguided``: the same clip sampled without guidance) and four per-class tallies
         ``{class: {"n", "correct", "toward_px" (summed px/frame)}}``: following under the benchmark
         script, the same without guidance (only with ``unguided``), and, with ``ceiling_frames``,
         the evaluator on that many frames of the episode's recorded play, as recorded and through
@@ -116,8 +132,12 @@ def score_clips(comp, heldout: str, start: int = 0, clips: int = 8, blocks: int 
         if len(s) < t:
             continue
         st = int(rng.integers(0, len(s) - t + 1))
-        nb.append(evaluate_next_block(comp.dit, comp.vae, s.frames[st:st + t], s.keyboard[st:st + t].astype(np.float32),
-                                      s.mouse[st:st + t], seed=seed, denoising_step_list=steps, rollout=False))
+        clip = (s.frames[st:st + t], s.keyboard[st:st + t].astype(np.float32), s.mouse[st:st + t])
+        nb.append(evaluate_next_block(comp.dit, comp.vae, *clip, seed=seed, denoising_step_list=steps, rollout=False))
+        if unguided:
+            with _unguided(comp.dit.cfg):
+                nb[-1]["model_unguided"] = evaluate_next_block(comp.dit, comp.vae, *clip, seed=seed,
+                                                               denoising_step_list=steps, rollout=False)["model"]
         img = torch.from_numpy(s.frames[st]).permute(2, 0, 1)[None].float() / 127.5 - 1
         fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=seed, denoising_step_list=steps,
                                            pitch_magnitude=pitch_magnitude)
@@ -181,8 +201,8 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
                     "contrast_recorded": float(np.mean(ro["contrast_recorded"][a:b]))})
     mean = lambda key, m: float(np.mean([r[key][m] for r in nb]))  # noqa: E731
     return {"clips": len(nb), "frames_per_clip": t,
-            "next_block": {"model": {"psnr": mean("model", "psnr"), "ssim": mean("model", "ssim")},
-                           "copy_last": {"psnr": mean("copy_last", "psnr"), "ssim": mean("copy_last", "ssim")}},
+            "next_block": {k: {"psnr": mean(k, "psnr"), "ssim": mean(k, "ssim")}
+                           for k in ("model", "model_unguided", "copy_last", "round_trip") if k in nb[0]},
             "action_following": per, "pitch_magnitude": pitch_magnitude,
             "action_guidance": float(getattr(comp.dit.cfg, "action_guidance", 1.0)),
             "pitch_guidance": None if pg is None else float(pg),
@@ -281,15 +301,24 @@ def write_card(path: str, info: Dict) -> None:
           f"{info['train'].get('vae_recipe', '')}); DiT {info['train']['dit_steps']} steps of diffusion forcing "
           f"(batch {info['train']['dit_batch']}, {info['train'].get('dit_clip_latents', 9)}-latent clips, flow-matching "
           f"MSE, EMA {info['train']['ema']}, mouse inputs of the action MLPs scaled by "
-          f"{info['train'].get('mouse_init_gain', 1.0):g} at init), on {info['train']['hardware']}.", "",
+          f"{info['train'].get('mouse_init_gain', 1.0):g} at init), on {info['train']['hardware']}."
+          + (f" The VAE decoder was then fine-tuned {info['train']['decoder_steps']} steps with the encoder frozen "
+             "(stage 1b, `train decoder`: MSE-weighted loss on full 33-frame clips; the latent space, and so the "
+             "DiT, is unchanged)." if info["train"].get("decoder_steps") else ""), "",
           "| stage | final losses |", "|---|---|",
-          f"| VAE | {info['train']['vae_final']} |", f"| DiT | {info['train']['dit_final']} |", "",
+          f"| VAE | {info['train']['vae_final']} |"]
+    if info["train"].get("decoder_final"):
+        L.append(f"| VAE decoder fine-tune | {info['train']['decoder_final']} |")
+    L += [f"| DiT | {info['train']['dit_final']} |", "",
           "## Behaviour on the held-out maps", "",
           f"Project evaluator (`matrix_game_core.evaluate`), {ev['clips']} clips of {ev['frames_per_clip']} frames, seed 0.", "",
-          "| metric | model | copy-last-frame baseline |", "|---|---|---|",
-          f"| next-block PSNR (teacher forced) | {ev['next_block']['model']['psnr']:.2f} dB | "
-          f"{ev['next_block']['copy_last']['psnr']:.2f} dB |",
-          f"| next-block SSIM | {ev['next_block']['model']['ssim']:.3f} | {ev['next_block']['copy_last']['ssim']:.3f} |",
+          "| next block (teacher forced) | PSNR | SSIM |", "|---|---|---|"]
+    rows = (("model", f"model ({_guidance_text(ev)})"), ("model_unguided", "model without guidance"),
+            ("copy_last", "copy-last-frame baseline"),
+            ("round_trip", "ceiling: the recorded block through this VAE (encode + decode)"))
+    L += [f"| {label} | {ev['next_block'][k]['psnr']:.2f} dB | {ev['next_block'][k]['ssim']:.3f} |"
+          for k, label in rows if k in ev["next_block"]]
+    L += [
           "", f"Action following (benchmark script: an idle block, then turn left, turn right, look up, look down, "
           f"twice; the sampler's {_guidance_text(ev)}), beside the same model without "
           "guidance and, as the ceiling, the evaluator on each clip's recorded play under its own recorded mouse "
@@ -368,10 +397,20 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
     vlast = next((r for r in reversed(vlog) if r.get("stage") == "vae"), {})
     # an unfinished run is exported from its checkpoint: its log may have run on past it
     with open(os.path.join(run, "export", "info.json"), "r", encoding="utf-8") as f:
-        upto = json.load(f).get("dit_from_checkpoint_step") or float("inf")
+        ex_info = json.load(f)
+    upto = ex_info.get("dit_from_checkpoint_step") or float("inf")
     dlog = [r for r in dlog if r.get("step", 0) <= upto]
     dlast = next((r for r in reversed(dlog) if r.get("stage") == "dit" and "loss" in r), {})
     devl = next((r for r in reversed(dlog) if "eval_loss" in r), {})
+    dec = {}
+    if ex_info.get("vae_decoder_finetuned"):
+        declog = _read_log(os.path.join(run, "decoder", "log.jsonl"))
+        val = [r for r in declog if r.get("stage") == "decoder_val"]
+        last = next((r for r in reversed(declog) if r.get("stage") == "decoder"), {})
+        dec = {"decoder_steps": last.get("step"),
+               "decoder_final": f"loss {last.get('loss', float('nan')):.4f}, PSNR {last.get('psnr', float('nan')):.2f} dB "
+                                f"(training clips); round trip of {cfg.decoder.val_clips} fixed val clips "
+                                f"{val[0]['psnr']:.2f} -> {val[-1]['psnr']:.2f} dB" if val else ""}
     lat_meta = os.path.join(run, "latents", "meta.json")
     enc = cfg.dit.max_shards.get("train") if cfg.dit.max_shards else None
     if os.path.isfile(lat_meta):
@@ -397,7 +436,8 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
                   "dit_final": f"loss {dlast.get('loss', float('nan')):.4f}, fixed-noise eval loss "
                                f"{devl.get('eval_loss', float('nan')):.4f} (step {devl.get('step')})"
                                + (f"; eval loss with the mouse track negated minus with the true one "
-                                  f"{devl['eval_mouse_gap']:+.4f}" if devl.get("eval_mouse_gap") is not None else "")},
+                                  f"{devl['eval_mouse_gap']:+.4f}" if devl.get("eval_mouse_gap") is not None else ""),
+                  **dec},
         "eval": ev, "speed": sp}
     write_card(os.path.join(dest, os.path.basename(CARD_FILE)), info)
     with open(os.path.join(dest, "metrics.json"), "w", encoding="utf-8") as f:
