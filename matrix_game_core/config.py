@@ -113,6 +113,11 @@ class ModelConfig:
     pitch_guidance: Optional[float] = None
     #: Keyboard guidance ``w_k`` (this pack's): the same for the keys (:mod:`.guidance`); None = ``w``.
     keyboard_guidance: Optional[float] = None
+    #: Guidance interval (this pack's): only the first ``guidance_steps`` denoising steps of a block
+    #: are guided; the later, low-noise steps run one unguided DiT pass (guidance in a limited
+    #: interval, Kynkaanniemi et al., arXiv 2404.07724: the coarse layout, here the camera motion,
+    #: is settled at high noise, and guiding the detail steps costs fidelity). None = every step.
+    guidance_steps: Optional[int] = None
 
     @property
     def head_dim(self) -> int:

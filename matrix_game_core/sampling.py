@@ -271,6 +271,8 @@ class WorldSession:
             :func:`.guidance.guided_flow`); None = the model config's, which None makes equal to
             ``action_guidance``. Different from it, a denoising step is one DiT pass more.
         keyboard_guidance: the same for the keys (:attr:`.ModelConfig.keyboard_guidance`).
+        guidance_steps: guide only the first this many denoising steps of each block
+            (:attr:`.ModelConfig.guidance_steps`); None = the model config's (None there: all).
         compile: run the block step (and the decoder's steady state) through :func:`torch.compile`
             (:mod:`.compile`; CUDA-graph replay on CUDA); None = on for CUDA, off on the CPU; a
             string names the dynamo backend (``"aot_eager"`` in tests), True = ``"inductor"``.
@@ -286,7 +288,7 @@ class WorldSession:
                  sink_size: Optional[int] = None, denoising_step_list: Optional[Sequence[int]] = None,
                  interrupt: Optional[Callable[[], None]] = None, compile: Optional[bool] = None,
                  action_guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
-                 keyboard_guidance: Optional[float] = None):
+                 keyboard_guidance: Optional[float] = None, guidance_steps: Optional[int] = None):
         self.model = model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -321,6 +323,7 @@ class WorldSession:
         self._own: Dict[str, Optional[float]] = {}
         self.pitch_guidance = pitch_guidance
         self.keyboard_guidance = keyboard_guidance
+        self.guidance_steps = guidance_steps
         self.noise = noise if noise is not None else SeededNoise(seed)
         self.decoder = decoder
         if decoder is not None:
@@ -361,6 +364,20 @@ class WorldSession:
     def action_guidance(self, w: Optional[float]) -> None:
         own = float(getattr(self.cfg, "action_guidance", 1.0))
         self._guidance = check_scale("action guidance", own if w is None else w, f"{own:g}")
+
+    @property
+    def guidance_steps(self) -> Optional[int]:
+        """How many leading denoising steps of a block are guided (None: all); may change between blocks."""
+        return self._guidance_steps
+
+    @guidance_steps.setter
+    def guidance_steps(self, n: Optional[int]) -> None:
+        if n is None:
+            n = getattr(self.cfg, "guidance_steps", None)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or n < 0):
+            raise MatrixGameError(f"guidance steps must be a whole number >= 0 (0 = no guidance, None = every "
+                                  f"step); got {n!r}.")
+        self._guidance_steps = None if n is None else int(n)
 
     @property
     def pitch_guidance(self) -> float:
@@ -485,12 +502,13 @@ class WorldSession:
         x = noise.initial
         n_steps = len(self._t)
         x0 = x
-        w, wp, wk = self._guidance, self.pitch_guidance, self.keyboard_guidance
+        scales = (self._guidance, self.pitch_guidance, self.keyboard_guidance)
+        gs = self.guidance_steps
         for s in range(n_steps):
             if self.interrupt is not None:
                 self.interrupt()
             flow = guided_flow(lambda k, m: self.model(x, self._t[s], cc, vc, k, m, start, self.cache, **step_kw),
-                               kb, ms, w, wp, wk)
+                               kb, ms, *(scales if gs is None or s < gs else (1.0, 1.0, 1.0)))
             x0 = (x.double() - self._sigma64[s] * flow.double()).to(flow.dtype)
             if s < n_steps - 1:
                 sig = self._sigma32[s + 1]

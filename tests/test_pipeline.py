@@ -231,3 +231,39 @@ def test_action_guidance_out_of_range_says_the_range(w):
     with pytest.raises(MatrixGameError, match="action guidance must be a number from 0 to 20"):
         s.action_guidance = w
     assert s.action_guidance == 1.0                                       # unchanged
+
+
+def test_guidance_steps_guide_only_the_first_denoising_steps():
+    """Guidance interval: guidance_steps 0 is the unguided sampler and len(steps) the fully guided
+    one, bit for bit; in between, the later steps run one DiT pass instead of two."""
+    from matrix_game_core.sampling import WorldSession
+    comp, s = _small_session("universal")
+    kb, ms = torch.ones(9, 4), torch.full((9, 2), 0.1)
+    calls = []
+    hook = comp.dit.register_forward_hook(lambda *a: calls.append(1))
+
+    def block0(**kw):
+        calls.clear()
+        ses = WorldSession(comp.dit, s.cond, seed=2, denoising_step_list=[1000, 500], **kw)
+        return ses.step(kb, ms, decode=False).latents, len(calls)
+
+    try:
+        off, n_off = block0(action_guidance=1.0)
+        full, n_full = block0(action_guidance=2.0)
+        assert (n_off, n_full) == (3, 5)                           # 2 steps x passes + the context pass
+        assert torch.equal(block0(action_guidance=2.0, guidance_steps=0)[0], off)
+        assert torch.equal(block0(action_guidance=2.0, guidance_steps=2)[0], full)
+        assert torch.equal(block0(action_guidance=2.0, guidance_steps=7)[0], full)
+        half, n_half = block0(action_guidance=2.0, guidance_steps=1)
+        assert n_half == 4 and not torch.equal(half, off) and not torch.equal(half, full)
+        comp.dit.cfg.guidance_steps = 1                              # the model config's default
+        try:
+            assert WorldSession(comp.dit, s.cond).guidance_steps == 1
+            assert torch.equal(block0(action_guidance=2.0)[0], half)
+        finally:
+            comp.dit.cfg.guidance_steps = None
+    finally:
+        hook.remove()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(MatrixGameError, match="guidance steps must be a whole number >= 0"):
+            WorldSession(comp.dit, s.cond, guidance_steps=bad)

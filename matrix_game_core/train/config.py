@@ -68,8 +68,8 @@ class DecoderStage:
     clip_frames: int = 33                    # 1 + 4k; as long as stage 1's clips (causal caches)
     crop: Optional[Tuple[int, int]] = None   # None: full frames (the decoder then sees the borders)
     batch: int = 1
-    lr: float = 1e-4
-    warmup: int = 50
+    lr: float = 5e-5
+    warmup: int = 20
     mse_weight: float = 10.0                 # MSE weight beside L1 (PSNR is the MSE)
     ssim_weight: float = 0.05
     grad_weight: float = 0.0
@@ -199,8 +199,8 @@ class TrainConfig:
             return cls(vae=VAEStage(dim=16, clip_frames=33, crop=(32, 48), batch=1, steps=2_250, lr=3e-4, warmup=100,
                                     anchor_weight=0.5, calib_clips=32),
                        # stage 1b: 23.15 dB held-out round trip of stage 1 alone (train/decoder.py)
-                       # (~7 s a step of one 33-frame full-size clip on one CPU core)
-                       decoder=DecoderStage(steps=800, clip_frames=33, lr=1.5e-4, warmup=30, ckpt_every=100),
+                       # (~5 s a step of one 33-frame full-size clip on two CPU cores)
+                       decoder=DecoderStage(steps=500, clip_frames=33, lr=5e-5, warmup=20, ckpt_every=100),
                        dit=DiTStage(dim=192, num_layers=6, num_heads=3, ffn_mult=4, action_blocks=[0, 1, 2, 3],
                                     action_heads=2, keyboard_hidden=128, local_attn_size=6, clip_latents=9,
                                     clip_stride=24, clip_encoding="clip", cond_latents=3,

@@ -124,7 +124,11 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
     start = step
     crop = tuple(sc.crop) if sc.crop else None
     local_batch = len(range(sc.batch)[dist.shard(sc.batch)])
-    stream = ClipStream(data, sc.clip_frames, "train", crop, seed=cfg.seed + 17 + 7919 * step + 104729 * dist.rank)
+    # one clip per shard: a batch-1 fine-tune on ClipStream's default 16 consecutive clips of one episode
+    # chases the latest episode (measured on the embedded run: held-out round trip 20.26 -> 19.74 dB and
+    # the training loss rising 0.21 -> 0.85 over 100 steps at lr 1.5e-4)
+    stream = ClipStream(data, sc.clip_frames, "train", crop, clips_per_shard=1,
+                        seed=cfg.seed + 17 + 7919 * step + 104729 * dist.rank)
     it = iter(torch.utils.data.DataLoader(stream, batch_size=local_batch, num_workers=cfg.num_workers))
     val = None
     if dist.is_main and sc.val_clips:
