@@ -365,18 +365,17 @@ def _read_log(path: str) -> List[Dict]:
         return [json.loads(x) for x in f if x.strip()]
 
 
-def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = None, clips: int = 8,
-          rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores",
-          guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
-          keyboard_guidance: Optional[float] = None) -> Dict:
-    """Export ``run``, install it into ``dest``, evaluate and write the model card. Returns the info."""
+def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[int]] = None,
+                guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
+                keyboard_guidance: Optional[float] = None):
+    """Export ``run`` and install it into ``dest`` with the sampler settings given (no evaluation).
+    Returns ``(train config, installed DiT config.json dict, file sizes)``."""
     from ..data.shards import read_manifest
     from ..train.__main__ import load_run_config, run_stages
 
     cfg = load_run_config(run, "embedded", [])
     run_stages(["export"], data, run, cfg, "cpu", echo=True)
-    m = read_manifest(data)
-    sizes = install_from_export(os.path.join(run, "export"), dest, fps=float(m["fps"]),
+    sizes = install_from_export(os.path.join(run, "export"), dest, fps=float(read_manifest(data)["fps"]),
                                 denoising_step_list=steps)
     cpath = os.path.join(dest, "dit", "config.json")
     with open(cpath, "r", encoding="utf-8") as f:
@@ -389,6 +388,18 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
             cj[key] = float(val)
     with open(cpath, "w", encoding="utf-8") as f:
         json.dump(cj, f, indent=1)
+    return cfg, cj, sizes
+
+
+def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = None, clips: int = 8,
+          rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores",
+          guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
+          keyboard_guidance: Optional[float] = None) -> Dict:
+    """Export ``run``, install it into ``dest``, evaluate and write the model card. Returns the info."""
+    from ..data.shards import read_manifest
+
+    cfg, cj, sizes = install_run(run, data, dest, steps, guidance, pitch_guidance, keyboard_guidance)
+    m = read_manifest(data)
     comp = load(root=dest)
     ev = evaluate_embedded(comp, heldout, clips=clips, rollout_seconds=rollout_seconds, steps=steps)
     sp = measure_speed(comp)
@@ -462,8 +473,20 @@ def main(argv=None) -> int:
     ap.add_argument("--rollout-seconds", type=float, default=10.0)
     ap.add_argument("--dest", default=ROOT, help="where to install (default: the package's embedded folder)")
     ap.add_argument("--hardware", default="2 CPU cores", help="what the run trained on (for the card)")
+    ap.add_argument("--install-only", action="store_true",
+                    help="export and install without evaluating (e.g. into a --dest to pick the guidance scales "
+                         "with tools/pick_guidance.py --root); the model card is not written")
     a = ap.parse_args(argv)
     steps = [int(s) for s in a.steps.split(",")] if a.steps else None
+    if a.install_only:
+        try:
+            _, _, sizes = install_run(a.run, a.data, a.dest, steps, a.guidance, a.pitch_guidance,
+                                      a.keyboard_guidance)
+        except MatrixGameError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps({"installed": os.path.abspath(a.dest), "sizes": sizes}))
+        return 0
     try:
         info = build(a.run, a.data, a.heldout, steps, a.clips, a.rollout_seconds, a.dest, a.hardware, a.guidance,
                      a.pitch_guidance, a.keyboard_guidance)
