@@ -384,3 +384,22 @@ def test_smoke_decoder_finetune_keeps_the_latent_space(smoke_run):
     # a finished stage is not retrained
     run_stages(["decoder"], data, run, cfg, "cpu", echo=False)
     assert len(_log(run, "decoder")) == len(log)
+
+
+def test_smoke_install_only_makes_a_loadable_candidate(smoke_run, tmp_path, capsys):
+    """``embedded.build --install-only``: export + install with the sampler settings, no evaluation,
+    loadable by ``embedded.load(root=...)`` (what tools/pick_guidance.py --root reads)."""
+    from matrix_game_core import embedded
+    from matrix_game_core.embedded.build import main as build_main
+
+    dest = tmp_path / "cand"
+    rc = build_main(["--run", smoke_run["run"], "--data", smoke_run["data"], "--heldout", smoke_run["data"],
+                     "--install-only", "--dest", str(dest), "--guidance", "2", "--pitch-guidance", "5",
+                     "--steps", "1000,500"])
+    assert rc == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["installed"] == str(dest)
+    assert not (dest / "MODEL_CARD.md").exists()
+    cj = json.loads((dest / "dit" / "config.json").read_text())
+    assert (cj["action_guidance"], cj["pitch_guidance"], cj["denoising_step_list"]) == (2.0, 5.0, [1000, 500])
+    assert cj["cond_latent_frames"] == smoke_run["cfg"].dit.cond_latents
+    comp = embedded.load(root=str(dest))
+    assert comp.dit.cfg.pitch_guidance == 5.0
