@@ -380,7 +380,8 @@ def test_smoke_decoder_finetune_keeps_the_latent_space(smoke_run):
     assert torch.equal(load_file(os.path.join(ex, "vae.safetensors"))["decoder.head.2.weight"],
                        new["decoder.head.2.weight"])
     with open(os.path.join(ex, "info.json")) as f:
-        assert json.load(f)["vae_decoder_finetuned"] is True
+        info = json.load(f)
+    assert info["vae_decoder_finetuned"] is True and info["vae_decoder_step"] == 20
     # a finished stage is not retrained
     run_stages(["decoder"], data, run, cfg, "cpu", echo=False)
     assert len(_log(run, "decoder")) == len(log)

@@ -415,7 +415,8 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
     devl = next((r for r in reversed(dlog) if "eval_loss" in r), {})
     dec = {}
     if ex_info.get("vae_decoder_finetuned"):
-        declog = _read_log(os.path.join(run, "decoder", "log.jsonl"))
+        dupto = ex_info.get("vae_decoder_step") or float("inf")     # the log may have run on past the export
+        declog = [r for r in _read_log(os.path.join(run, "decoder", "log.jsonl")) if r.get("step", 0) <= dupto]
         val = [r for r in declog if r.get("stage") == "decoder_val"]
         last = next((r for r in reversed(declog) if r.get("stage") == "decoder"), {})
         dec = {"decoder_steps": last.get("step"),

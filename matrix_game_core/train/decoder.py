@@ -176,10 +176,19 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
                 vae.eval()
                 if val:
                     log.write({"stage": "decoder_val", "step": step, "psnr": round_trip_psnr(vae, val)})
-                save_vae(vae, final)          # the newest decoder is usable (and exportable) at once
+                _save(vae, final, step)       # the newest decoder is usable (and exportable) at once
                 vae.train()
     if dist.is_main:
         vae.eval()
-        save_vae(vae, final)
+        _save(vae, final, step)
     dist.barrier()
     return final
+
+
+def _save(vae: WanVAE, final: str, step: int) -> None:
+    """``vae.safetensors`` plus ``vae.json`` (``{"step": N}``: the fine-tune step it holds, which
+    ``export`` records as ``vae_decoder_step``)."""
+    import json
+    save_vae(vae, final)
+    with open(final[:-len(".safetensors")] + ".json", "w", encoding="utf-8") as f:
+        json.dump({"step": int(step)}, f)

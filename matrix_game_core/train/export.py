@@ -118,6 +118,10 @@ def export_run(run: str, data: Optional[str] = None, extra: Optional[Dict] = Non
     if os.path.isfile(tuned):          # stage 1b: same encoder (latents unchanged), fine-tuned decoder
         src_vae = tuned
         info["vae_decoder_finetuned"] = True
+        side = os.path.join(run, "decoder", "vae.json")
+        if os.path.isfile(side):
+            with open(side, "r", encoding="utf-8") as f:
+                info["vae_decoder_step"] = json.load(f).get("step")
     if not os.path.isfile(os.path.join(dit_dir, "model.safetensors")) and train_config is not None:
         step = dit_from_checkpoint(run, train_config)
         if step is not None:
