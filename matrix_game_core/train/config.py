@@ -214,7 +214,7 @@ class TrainConfig:
         if name == "smoke":
             return cls(vae=VAEStage(dim=8, clip_frames=5, crop=None, batch=2, steps=150, lr=3e-4, warmup=5,
                                     calib_clips=4),
-                       decoder=DecoderStage(steps=20, clip_frames=5, lr=3e-4, warmup=2, val_clips=2, ckpt_every=10),
+                       decoder=DecoderStage(steps=20, clip_frames=5, batch=2, lr=3e-4, warmup=2, val_clips=2, ckpt_every=10),
                        dit=DiTStage(dim=64, num_layers=2, num_heads=2, ffn_mult=2, action_blocks=[0],
                                     action_heads=1, keyboard_hidden=16, clip_latents=6, batch=4, steps=150,
                                     lr=2e-3, warmup=10, ema=0.9, denoising_step_list=[1000, 750, 500, 250]),

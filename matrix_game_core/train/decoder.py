@@ -123,7 +123,7 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
         return final
     start = step
     crop = tuple(sc.crop) if sc.crop else None
-    local_batch = len(range(sc.batch)[dist.shard(sc.batch)])
+    local_batch = len(range(sc.batch)[dist.shard(sc.batch, "decoder.batch")])
     # one clip per shard: a batch-1 fine-tune on ClipStream's default 16 consecutive clips of one episode
     # chases the latest episode (measured on the embedded run: held-out round trip 20.26 -> 19.74 dB and
     # the training loss rising 0.21 -> 0.85 over 100 steps at lr 1.5e-4)

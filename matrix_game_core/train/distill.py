@@ -234,7 +234,7 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
     t_sha = file_sha256(tp)
     log = JsonlLog(os.path.join(out, "log.jsonl"), echo=echo) if dist.is_main else None
     seed_all(cfg.seed + 3)                # the same initial weights as one process (DDP broadcasts rank 0's)
-    mine = dist.shard(sc.batch)
+    mine = dist.shard(sc.batch, "distill.batch")
     clips = LatentClips(os.path.join(run, "latents"), "train")
     student = trainable_copy(teach, sc.denoising_step_list).to(device)
     critic = trainable_copy(teach).to(device)

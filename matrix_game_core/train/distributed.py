@@ -63,15 +63,16 @@ class Dist:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(module, device_ids=ids)
 
-    def shard(self, global_batch: int) -> slice:
-        """This rank's rows ``[r * B/W, (r + 1) * B/W)`` of a global batch of ``global_batch``.
+    def shard(self, global_batch: int, key: str = "dit.batch") -> slice:
+        """This rank's rows ``[r * B/W, (r + 1) * B/W)`` of a global batch of ``global_batch``
+        (``key``: the setting named in the error).
 
         Raises:
             MatrixGameError: the global batch does not split evenly over the ranks.
         """
         if global_batch % self.world:
             raise MatrixGameError(f"the global batch {global_batch} does not split over {self.world} processes; "
-                                  f"set a multiple of {self.world} (e.g. --set dit.batch="
+                                  f"set a multiple of {self.world} (e.g. --set {key}="
                                   f"{max(self.world, global_batch // self.world * self.world)}).")
         n = global_batch // self.world
         return slice(self.rank * n, (self.rank + 1) * n)

@@ -303,7 +303,7 @@ def train_vae(data: str, run: str, cfg: TrainConfig, device: torch.device, bf16:
     ckpt_p = os.path.join(out, "ckpt.pt")
     log = JsonlLog(os.path.join(out, "log.jsonl"), echo=echo) if dist.is_main else None
     seed_all(cfg.seed)                # the same initial weights as one process (DDP broadcasts rank 0's)
-    local_batch = len(range(sc.batch)[dist.shard(sc.batch)])
+    local_batch = len(range(sc.batch)[dist.shard(sc.batch, "vae.batch")])
     vae = build_vae(sc.dim).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=sc.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step = 0
