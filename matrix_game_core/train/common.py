@@ -225,3 +225,37 @@ class Timer:
 
 def to_device(batch: Dict, device) -> Dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, params, batch: torch.Tensor, lr: float,
+                   device: torch.device, bf16: bool, clip: float = 1.0):
+    """One AdamW step of a stage whose ``net(batch)`` returns a loss dict with ``"loss"``: set ``lr``,
+    forward under :func:`autocast`, backward, clip the gradient norm of ``params`` to ``clip``, step.
+    Returns ``(losses, grad_norm before clipping)``."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    with autocast(device, bf16):
+        losses = net(batch)
+    opt.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    gn = torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    return losses, gn
+
+
+class LossMeans:
+    """Running means of a stage's logged losses between two log lines (averaged over the ranks with
+    ``dist.mean``)."""
+
+    def __init__(self, dist):
+        self.dist, self.acc, self.n = dist, {}, 0
+
+    def add(self, losses: Dict) -> None:
+        for k, v in losses.items():
+            self.acc[k] = self.acc.get(k, 0.0) + self.dist.mean(float(v.detach()))
+        self.n += 1
+
+    def pop(self) -> Dict[str, float]:
+        out = {k: v / max(1, self.n) for k, v in self.acc.items()}
+        self.acc, self.n = {}, 0
+        return out

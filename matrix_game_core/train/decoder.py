@@ -32,7 +32,8 @@ import torch
 
 from ..errors import MatrixGameError
 from ..vae import LATENT_STD, WanVAE
-from .common import JsonlLog, Timer, autocast, checkpoint_from_main, load_checkpoint, lr_at, restore_model, seed_all
+from .common import (JsonlLog, LossMeans, Timer, checkpoint_from_main, load_checkpoint, lr_at, optimizer_step,
+                     restore_model, seed_all)
 from .config import TrainConfig
 from .distributed import Dist
 from .vae import _losses, save_vae, vae_decode_train
@@ -147,28 +148,18 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
     net = dist.wrap(DecoderObjective(vae, sc))
     timer = Timer()
     vae.train()
-    acc: Dict[str, float] = {}
-    n_acc = 0
+    means = LossMeans(dist)
     while step < sc.steps:
         video = next(it)["video"].to(device)
         lr = lr_at(step, sc.lr, sc.warmup, sc.steps)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        with autocast(device, bf16):
-            losses = net(video)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        losses, gn = optimizer_step(net, opt, params, video, lr, device, bf16)
         step += 1
-        for k, v in losses.items():
-            acc[k] = acc.get(k, 0.0) + dist.mean(float(v.detach()))
-        n_acc += 1
+        means.add(losses)
         if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
+            row = means.pop()
             if log:
-                log.write({"stage": "decoder", "step": step, **{k: v / n_acc for k, v in acc.items()}, "lr": lr,
-                           "grad_norm": float(gn), "seconds": round(timer(), 2)})
-            acc, n_acc = {}, 0
+                log.write({"stage": "decoder", "step": step, **row, "lr": lr, "grad_norm": float(gn),
+                           "seconds": round(timer(), 2)})
         if step % (sc.ckpt_every or cfg.ckpt_every) == 0 or step == sc.steps:
             checkpoint_from_main(dist, vae, log, "decoder", step, ckpt_p, model=vae.state_dict(),
                                  optimizer=opt.state_dict(), step=step, world=dist.world)

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 from ..errors import MatrixGameError
 from ..vae import LATENT_MEAN, LATENT_STD, WanVAE, _FeatCache, _run_causal
-from .common import (JsonlLog, Timer, autocast, checkpoint_from_main, load_checkpoint, lr_at, rank_seed,
-                     restore_model, seed_all, to_device)
+from .common import (JsonlLog, LossMeans, Timer, checkpoint_from_main, load_checkpoint, lr_at, optimizer_step,
+                     rank_seed, restore_model, seed_all, to_device)
 from .distributed import Dist
 from .config import TrainConfig
 
@@ -334,28 +334,18 @@ def train_vae(data: str, run: str, cfg: TrainConfig, device: torch.device, bf16:
     net = dist.wrap(VAEObjective(vae, sc, dist.all_sum if dist.enabled else None))
     timer = Timer()
     vae.train()
-    acc: Dict[str, float] = {}
-    n_acc = 0
+    means = LossMeans(dist)
     while step < sc.steps:
         batch = to_device(next(it), device)
         lr = lr_at(step, sc.lr, sc.warmup, sc.steps)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        with autocast(device, bf16):
-            losses = net(batch["video"])
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        gn = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        losses, gn = optimizer_step(net, opt, vae.parameters(), batch["video"], lr, device, bf16)
         step += 1
-        for k, v in losses.items():
-            acc[k] = acc.get(k, 0.0) + dist.mean(float(v.detach()))
-        n_acc += 1
+        means.add(losses)
         if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
+            row = means.pop()
             if log:
-                log.write({"stage": "vae", "step": step, **{k: v / n_acc for k, v in acc.items()}, "lr": lr,
-                           "grad_norm": float(gn), "seconds": round(timer(), 2)})
-            acc, n_acc = {}, 0
+                log.write({"stage": "vae", "step": step, **row, "lr": lr, "grad_norm": float(gn),
+                           "seconds": round(timer(), 2)})
         if step % cfg.ckpt_every == 0 or step == sc.steps:
             checkpoint_from_main(dist, vae, log, "vae", step, ckpt_p, model=vae.state_dict(),
                                  optimizer=opt.state_dict(), step=step, world=dist.world)
