@@ -259,3 +259,23 @@ class LossMeans:
         out = {k: v / max(1, self.n) for k, v in self.acc.items()}
         self.acc, self.n = {}, 0
         return out
+
+
+def resume_stage(path: str, module: torch.nn.Module, opt: torch.optim.Optimizer, dist, seed: int, what: str):
+    """Resume a stage from its ``ckpt.pt`` (model weights + optimizer state), or start it.
+
+    Starting fresh under data parallel, each rank's global RNGs are reseeded with
+    :func:`rank_seed` ``(seed, 0, rank)`` (the initial weights were drawn before, the same on all
+    ranks). Returns ``(state or None, step)``.
+
+    Raises:
+        MatrixGameError: a checkpoint whose weights do not fit ``module`` (:func:`restore_model`).
+    """
+    st = load_checkpoint(path, dist.rank, dist.world, seed)
+    if st is None:
+        if dist.enabled:
+            seed_all(rank_seed(seed, 0, dist.rank))
+        return None, 0
+    restore_model(module, st["model"], path, what)
+    opt.load_state_dict(st["optimizer"])
+    return st, int(st["step"])

@@ -32,8 +32,7 @@ import torch
 
 from ..errors import MatrixGameError
 from ..vae import LATENT_STD, WanVAE
-from .common import (JsonlLog, LossMeans, Timer, checkpoint_from_main, load_checkpoint, lr_at, optimizer_step,
-                     restore_model, seed_all)
+from .common import JsonlLog, LossMeans, Timer, checkpoint_from_main, lr_at, optimizer_step, resume_stage, seed_all
 from .config import TrainConfig
 from .distributed import Dist
 from .vae import _losses, save_vae, vae_decode_train
@@ -114,12 +113,7 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
     vae = load_wan_vae(src, device=device, dtype=torch.float32)
     params = decoder_parameters(vae)
     opt = torch.optim.AdamW(params, lr=sc.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    step = 0
-    st = load_checkpoint(ckpt_p, dist.rank, dist.world, cfg.seed)
-    if st is not None:
-        restore_model(vae, st["model"], ckpt_p, "VAE")
-        opt.load_state_dict(st["optimizer"])
-        step = int(st["step"])
+    st, step = resume_stage(ckpt_p, vae, opt, dist, cfg.seed, "VAE")
     if step >= sc.steps and os.path.isfile(final):
         return final
     start = step

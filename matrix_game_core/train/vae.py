@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 from ..errors import MatrixGameError
 from ..vae import LATENT_MEAN, LATENT_STD, WanVAE, _FeatCache, _run_causal
-from .common import (JsonlLog, LossMeans, Timer, checkpoint_from_main, load_checkpoint, lr_at, optimizer_step,
-                     rank_seed, restore_model, seed_all, to_device)
+from .common import (JsonlLog, LossMeans, Timer, checkpoint_from_main, lr_at, optimizer_step, rank_seed,
+                     resume_stage, seed_all, to_device)
 from .distributed import Dist
 from .config import TrainConfig
 
@@ -306,14 +306,7 @@ def train_vae(data: str, run: str, cfg: TrainConfig, device: torch.device, bf16:
     local_batch = len(range(sc.batch)[dist.shard(sc.batch, "vae.batch")])
     vae = build_vae(sc.dim).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=sc.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    step = 0
-    st = load_checkpoint(ckpt_p, dist.rank, dist.world, cfg.seed)
-    if st is None and dist.enabled:     # per-rank global RNGs from here on
-        seed_all(rank_seed(cfg.seed, 0, dist.rank))
-    if st is not None:
-        restore_model(vae, st["model"], ckpt_p, "VAE")
-        opt.load_state_dict(st["optimizer"])
-        step = int(st["step"])
+    st, step = resume_stage(ckpt_p, vae, opt, dist, cfg.seed, "VAE")
     if step >= sc.steps and os.path.isfile(final):
         return final
     start = step
