@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--keyboard-guidance", type=float, default=None, metavar="W",
                    help="a separate guidance scale for the keys (W/A/S/D); one more DiT pass per step when it "
                         "differs (default: the model's own, else the action guidance)")
+    g.add_argument("--guidance-rescale", type=float, default=None, metavar="PHI",
+                   help="guidance rescale from 0 (off) to 1: scales the guided prediction back to the spread of "
+                        "the unguided one, which keeps the picture's contrast and detail under strong guidance "
+                        "(Lin et al., arXiv 2305.08891); no extra cost (default: the model's own)")
     g.add_argument("--crop", choices=["center", "stretch", "pad"], default="center",
                    help="fit the image to the model's frame size: center (official centre crop), stretch, pad (letterbox)")
     d = sub.add_parser("download", help="download a mode's files from Skywork/Matrix-Game-2.0", formatter_class=fmt)
@@ -208,6 +212,9 @@ def check_generate_args(args):
         w = getattr(args, flag, None)
         if w is not None and not (math.isfinite(w) and 0 <= w <= 20):
             raise MatrixGameError(f"--{flag.replace('_', '-')} must be a number from 0 to 20 (1 = off); got {w:g}.")
+    phi = getattr(args, "guidance_rescale", None)
+    if phi is not None and not (math.isfinite(phi) and 0 <= phi <= 1):
+        raise MatrixGameError(f"--guidance-rescale must be a number from 0 to 1 (0 = off); got {phi:g}.")
     n_video = check_frames(args.frames)
     outs = [args.out]
     if args.overlay:
@@ -296,7 +303,7 @@ def generate(args) -> int:
     session = WorldSession(comp.dit, cond, decoder=StreamingDecoder(comp.vae), seed=args.seed,
                            compile={"auto": None, "on": True, "off": False}[args.compile],
                            action_guidance=args.action_guidance, pitch_guidance=args.pitch_guidance,
-                           keyboard_guidance=args.keyboard_guidance)
+                           keyboard_guidance=args.keyboard_guidance, guidance_rescale=args.guidance_rescale)
     kb, ms = track.tensors(device=device)
 
     def progress(r):

@@ -118,6 +118,10 @@ class ModelConfig:
     #: interval, Kynkaanniemi et al., arXiv 2404.07724: the coarse layout, here the camera motion,
     #: is settled at high noise, and guiding the detail steps costs fidelity). None = every step.
     guidance_steps: Optional[int] = None
+    #: Guidance rescale ``phi`` in [0, 1] (this pack's): the guided x0 prediction is scaled back
+    #: toward the standard deviation of the x0 under all the actions (Lin et al., arXiv 2305.08891,
+    #: section 3.4; :func:`.guidance.rescale_flow`). 0 = off (plain guidance); no extra DiT pass.
+    guidance_rescale: float = 0.0
 
     @property
     def head_dim(self) -> int:

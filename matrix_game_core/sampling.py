@@ -30,7 +30,7 @@ import torch
 
 from .config import TIMESTEP_SHIFT, ModelConfig
 from .errors import MatrixGameError, MatrixGameInterrupted
-from .guidance import check_scale, guided_flow
+from .guidance import check_rescale, check_scale, guided_flow
 from .noise import BlockNoise, NoiseSource, ReplayNoise, SeededNoise  # noqa: F401 (re-exported)
 from .model import action_window
 
@@ -273,6 +273,8 @@ class WorldSession:
         keyboard_guidance: the same for the keys (:attr:`.ModelConfig.keyboard_guidance`).
         guidance_steps: guide only the first this many denoising steps of each block
             (:attr:`.ModelConfig.guidance_steps`); None = the model config's (None there: all).
+        guidance_rescale: guidance rescale ``phi`` in [0, 1] (:attr:`.ModelConfig.guidance_rescale`,
+            :func:`.guidance.rescale_flow`); None = the model config's.
         compile: run the block step (and the decoder's steady state) through :func:`torch.compile`
             (:mod:`.compile`; CUDA-graph replay on CUDA); None = on for CUDA, off on the CPU; a
             string names the dynamo backend (``"aot_eager"`` in tests), True = ``"inductor"``.
@@ -288,7 +290,8 @@ class WorldSession:
                  sink_size: Optional[int] = None, denoising_step_list: Optional[Sequence[int]] = None,
                  interrupt: Optional[Callable[[], None]] = None, compile: Optional[bool] = None,
                  action_guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
-                 keyboard_guidance: Optional[float] = None, guidance_steps: Optional[int] = None):
+                 keyboard_guidance: Optional[float] = None, guidance_steps: Optional[int] = None,
+                 guidance_rescale: Optional[float] = None):
         self.model = model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -324,6 +327,7 @@ class WorldSession:
         self.pitch_guidance = pitch_guidance
         self.keyboard_guidance = keyboard_guidance
         self.guidance_steps = guidance_steps
+        self.guidance_rescale = guidance_rescale
         self.noise = noise if noise is not None else SeededNoise(seed)
         self.decoder = decoder
         if decoder is not None:
@@ -378,6 +382,16 @@ class WorldSession:
             raise MatrixGameError(f"guidance steps must be a whole number >= 0 (0 = no guidance, None = every "
                                   f"step); got {n!r}.")
         self._guidance_steps = None if n is None else int(n)
+
+    @property
+    def guidance_rescale(self) -> float:
+        """Guidance rescale ``phi`` (0 = off); may change between blocks."""
+        return self._rescale
+
+    @guidance_rescale.setter
+    def guidance_rescale(self, phi: Optional[float]) -> None:
+        own = float(getattr(self.cfg, "guidance_rescale", 0.0) or 0.0)
+        self._rescale = check_rescale(own if phi is None else phi, f"{own:g}")
 
     @property
     def pitch_guidance(self) -> float:
@@ -508,7 +522,8 @@ class WorldSession:
             if self.interrupt is not None:
                 self.interrupt()
             flow = guided_flow(lambda k, m: self.model(x, self._t[s], cc, vc, k, m, start, self.cache, **step_kw),
-                               kb, ms, *(scales if gs is None or s < gs else (1.0, 1.0, 1.0)))
+                               kb, ms, *(scales if gs is None or s < gs else (1.0, 1.0, 1.0)),
+                               rescale=self._rescale, x=x, sigma=self._sigma64[s])
             x0 = (x.double() - self._sigma64[s] * flow.double()).to(flow.dtype)
             if s < n_steps - 1:
                 sig = self._sigma32[s + 1]

@@ -242,7 +242,8 @@ def check_sample_inputs(model, actions, latent_frames: int, local_attn_size: int
 def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: int, latent_frames: int,
            vae=None, local_attn_size: int = 0, sink_size: int = 0, denoising_steps: str = "",
            compile: str = "auto", action_guidance: float = 0.0,
-           pitch_guidance: float = 0.0, keyboard_guidance: float = 0.0) -> Dict[str, torch.Tensor]:
+           pitch_guidance: float = 0.0, keyboard_guidance: float = 0.0,
+           guidance_rescale: float = -1.0) -> Dict[str, torch.Tensor]:
     """Generate ``latent_frames`` latent frames block by block; returns LATENT ``{"samples": raw
     (un-normalized) Wan-2.1 latents [B,16,latent_frames,H/8,W/8]}`` (44x80; 8x14 for the
     embedded model) on ComfyUI's intermediate device.
@@ -251,7 +252,8 @@ def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: in
     preview (the block's first latent frame decoded on its own when ``vae`` is given, else a
     latent->RGB preview) and an interrupt check; interrupts are also checked between denoising steps.
     ``action_guidance`` / ``pitch_guidance`` / ``keyboard_guidance`` 0 = the model's own scale
-    (:attr:`ModelConfig.action_guidance` and the others: unset, they follow the action guidance)."""
+    (:attr:`ModelConfig.action_guidance` and the others: unset, they follow the action guidance);
+    ``guidance_rescale`` below 0 = the model's own (:attr:`ModelConfig.guidance_rescale`), 0 = off."""
     steps = check_sample_inputs(model, actions, latent_frames, local_attn_size, sink_size, denoising_steps)
     n = int(latent_frames)
     need = video_frames_for_latents(n)
@@ -282,7 +284,9 @@ def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: in
                            denoising_step_list=steps, interrupt=host.interrupt_hook(), compile=compile_flag(compile),
                            action_guidance=None if not action_guidance else float(action_guidance),
                            pitch_guidance=None if not pitch_guidance else float(pitch_guidance),
-                           keyboard_guidance=None if not keyboard_guidance else float(keyboard_guidance))
+                           keyboard_guidance=None if not keyboard_guidance else float(keyboard_guidance),
+                           guidance_rescale=None if guidance_rescale is None or guidance_rescale < 0
+                           else float(guidance_rescale))
     bar = host.Progress(n // BLOCK, "sample")
     previews = OneAhead("preview", side_stream=True)     # the next block does not wait for the preview
 

@@ -348,6 +348,12 @@ class MatrixGameSampler(io.ComfyNode):
                                tooltip="A separate guidance scale for the keys (W/A/S/D): 0 = the model's own (unset: "
                                        "the same as action_guidance); 1 = keys unguided. When it differs from "
                                        "action_guidance every denoising step runs the model once more."),
+                io.Float.Input("guidance_rescale", default=-1.0, min=-1.0, max=1.0, step=0.05, advanced=True,
+                               optional=True,
+                               tooltip="Guidance rescale: scales the guided prediction back to the spread of the "
+                                       "unguided one, so strong guidance keeps the picture's contrast and detail "
+                                       "(Lin et al., arXiv 2305.08891). -1 = the model's own (the embedded ViZDoom "
+                                       "model's card gives it), 0 = off, up to 1. No extra cost."),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
                                       tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (8x14 for the embedded model; "
@@ -366,10 +372,10 @@ class MatrixGameSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, conditioning, actions, seed, latent_frames, vae=None, local_attn_size=0, sink_size=0,
                 denoising_steps="", compile="auto", action_guidance=0.0, pitch_guidance=0.0,
-                keyboard_guidance=0.0) -> io.NodeOutput:
+                keyboard_guidance=0.0, guidance_rescale=-1.0) -> io.NodeOutput:
         return io.NodeOutput(logic.sample(model, conditioning, actions, seed, latent_frames, vae, local_attn_size,
                                           sink_size, denoising_steps, compile, action_guidance, pitch_guidance,
-                                          keyboard_guidance))
+                                          keyboard_guidance, guidance_rescale))
 
 
 # ================================================================================================ decode / overlay

@@ -88,6 +88,7 @@ def no_models(monkeypatch):
     ({"--action-guidance": "nan"}, r"--action-guidance must be a number from 0 to 20"),
     ({"--keyboard-guidance": "-2"}, r"--keyboard-guidance must be a number from 0 to 20 \(1 = off\); got -2"),
     ({"--pitch-guidance": "25"}, r"--pitch-guidance must be a number from 0 to 20 \(1 = off\); got 25"),
+    ({"--guidance-rescale": "1.5"}, r"--guidance-rescale must be a number from 0 to 1 \(0 = off\); got 1.5"),
     ({"--device": "nonsense"}, "--device 'nonsense' is not a device"),
     ({"--device": "cuda:99"}, "CUDA is not available|CUDA device"),
     ({"--device": "meta"}, "--device 'meta' is not supported"),
@@ -221,13 +222,17 @@ def test_guidance_flags_reach_the_session(tmp_path, monkeypatch):
     seen = []
 
     def spy(self, *a, **kw):                   # record the scales, then stop before generating
-        seen.append({k: kw.get(k) for k in ("action_guidance", "pitch_guidance", "keyboard_guidance")})
+        seen.append({k: kw.get(k) for k in ("action_guidance", "pitch_guidance", "keyboard_guidance",
+                                            "guidance_rescale")})
         raise MatrixGameError("stop here")
 
     monkeypatch.setattr(sampling.WorldSession, "__init__", spy)
     base = ["generate", "--mode", "universal", "--image", IMAGE, "--bench-actions", "--frames", "3",
             "--random-weights", "tiny", "--out", str(tmp_path / "g.mp4")]
     assert main(base) == 2
-    assert seen[-1] == {"action_guidance": None, "pitch_guidance": None, "keyboard_guidance": None}   # the model's own
-    assert main(base + ["--action-guidance", "2", "--pitch-guidance", "6", "--keyboard-guidance", "1"]) == 2
-    assert seen[-1] == {"action_guidance": 2.0, "pitch_guidance": 6.0, "keyboard_guidance": 1.0}
+    assert seen[-1] == {"action_guidance": None, "pitch_guidance": None, "keyboard_guidance": None,
+                        "guidance_rescale": None}                                           # the model's own
+    assert main(base + ["--action-guidance", "2", "--pitch-guidance", "6", "--keyboard-guidance", "1",
+                        "--guidance-rescale", "0.7"]) == 2
+    assert seen[-1] == {"action_guidance": 2.0, "pitch_guidance": 6.0, "keyboard_guidance": 1.0,
+                        "guidance_rescale": 0.7}

@@ -325,6 +325,10 @@ def test_sampler_seed_steps_and_window_options(tiny):
     assert torch.equal(a, go(pitch_guidance=0.0))                           # 0 = model's (the action guidance)
     assert not torch.allclose(a, go(pitch_guidance=4.0))                    # a scale of its own for the looks
     assert torch.equal(a, go(keyboard_guidance=0.0)) and not torch.allclose(a, go(keyboard_guidance=4.0))
+    g = go(action_guidance=3.0)                                             # rescale: -1 = model's (off)
+    assert torch.equal(g, go(action_guidance=3.0, guidance_rescale=-1.0))
+    assert torch.equal(g, go(action_guidance=3.0, guidance_rescale=0.0))
+    assert not torch.allclose(g, go(action_guidance=3.0, guidance_rescale=1.0))
     host.PROGRESS_LOG.clear()
     go(vae=tiny.vae)                                                        # decoded previews
     (_, v, t, p), = [u for u in host.PROGRESS_LOG if u[0] == "sample"]

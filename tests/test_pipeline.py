@@ -267,3 +267,52 @@ def test_guidance_steps_guide_only_the_first_denoising_steps():
     for bad in (-1, 1.5, True):
         with pytest.raises(MatrixGameError, match="guidance steps must be a whole number >= 0"):
             WorldSession(comp.dit, s.cond, guidance_steps=bad)
+
+
+def test_guidance_rescale_matches_the_std_of_the_conditional_x0():
+    """Guidance rescale (arXiv 2305.08891 eq. 15-16): one denoising step, so the step's x0 is the
+    block's latents. phi 1 gives the guided x0 scaled to the std of the x0 under all the actions,
+    phi 0.5 the mean of that and plain guidance; 0 (the default) is plain guidance bit for bit, an
+    unguided step is untouched, no extra DiT pass is run, and bad values get one clear error."""
+    from matrix_game_core.guidance import rescale_flow
+    from matrix_game_core.sampling import WorldSession
+    comp, s = _small_session("universal")
+    cond, kb, ms = s.cond, [1, 0, 0, 1], [0.05, -0.1]
+    f = _one_step(comp, cond, kb, ms)                                     # unguided x0, all actions
+    g = _one_step(comp, cond, kb, ms, action_guidance=3.0)                # plain guidance
+    assert abs(float(g.std() / f.std()) - 1.0) > 1e-3                     # guidance changes the std here
+    r1 = _one_step(comp, cond, kb, ms, action_guidance=3.0, guidance_rescale=1.0)
+    torch.testing.assert_close(r1, g * (f.std() / g.std()), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(r1.std(), f.std(), atol=1e-6, rtol=1e-5)
+    half = _one_step(comp, cond, kb, ms, action_guidance=3.0, guidance_rescale=0.5)
+    torch.testing.assert_close(half, 0.5 * r1 + 0.5 * g, atol=1e-5, rtol=1e-5)
+    assert torch.equal(_one_step(comp, cond, kb, ms, action_guidance=3.0, guidance_rescale=0.0), g)
+    assert torch.equal(_one_step(comp, cond, kb, ms, guidance_rescale=1.0), f)   # unguided: nothing to rescale
+    # several steps: still two DiT passes per guided step (+ the context pass)
+    calls = []
+    hook = comp.dit.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        ses = WorldSession(comp.dit, cond, seed=2, denoising_step_list=[1000, 500], action_guidance=2.0,
+                           guidance_rescale=0.7)
+        ses.step(torch.ones(9, 4), torch.full((9, 2), 0.1), decode=False)
+        assert len(calls) == 5
+    finally:
+        hook.remove()
+    # the model config's own value is used when the session does not set one
+    comp.dit.cfg.guidance_rescale = 1.0
+    try:
+        assert WorldSession(comp.dit, cond).guidance_rescale == 1.0
+        torch.testing.assert_close(_one_step(comp, cond, kb, ms, action_guidance=3.0), r1, atol=0, rtol=0)
+    finally:
+        comp.dit.cfg.guidance_rescale = 0.0
+    # the helper itself, on a flow whose x0 has twice the std of the conditional one
+    x, sig = torch.randn(1, 4, 2, 3, 3, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64)
+    x0c = torch.randn_like(x)
+    out = rescale_flow((x - 2 * x0c) / sig, (x - x0c) / sig, x, sig, 1.0)
+    torch.testing.assert_close(x - sig * out, x0c * 2 * (x0c.std() / (2 * x0c).std()))
+    for bad in (-0.1, 1.5, float("nan"), "some"):
+        with pytest.raises(MatrixGameError, match=r"guidance rescale must be a number from 0 to 1 \(0 = off"):
+            WorldSession(comp.dit, cond, guidance_rescale=bad)
+    with pytest.raises(MatrixGameError, match="guidance rescale must be a number from 0 to 1"):
+        s.guidance_rescale = 2.0
+    assert s.guidance_rescale == 0.0                                      # unchanged

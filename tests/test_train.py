@@ -396,11 +396,12 @@ def test_smoke_install_only_makes_a_loadable_candidate(smoke_run, tmp_path, caps
     dest = tmp_path / "cand"
     rc = build_main(["--run", smoke_run["run"], "--data", smoke_run["data"], "--heldout", smoke_run["data"],
                      "--install-only", "--dest", str(dest), "--guidance", "2", "--pitch-guidance", "5",
-                     "--steps", "1000,500"])
+                     "--guidance-rescale", "0.7", "--steps", "1000,500"])
     assert rc == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["installed"] == str(dest)
     assert not (dest / "MODEL_CARD.md").exists()
     cj = json.loads((dest / "dit" / "config.json").read_text())
-    assert (cj["action_guidance"], cj["pitch_guidance"], cj["denoising_step_list"]) == (2.0, 5.0, [1000, 500])
+    assert (cj["action_guidance"], cj["pitch_guidance"], cj["guidance_rescale"], cj["denoising_step_list"]) == \
+        (2.0, 5.0, 0.7, [1000, 500])
     assert cj["cond_latent_frames"] == smoke_run["cfg"].dit.cond_latents
     comp = embedded.load(root=str(dest))
-    assert comp.dit.cfg.pitch_guidance == 5.0
+    assert (comp.dit.cfg.pitch_guidance, comp.dit.cfg.guidance_rescale) == (5.0, 0.7)

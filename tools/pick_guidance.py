@@ -5,7 +5,8 @@
 
 ``--scales`` lists ``keys:yaw:pitch`` triples, i.e. ``keyboard_guidance : action_guidance :
 pitch_guidance`` (:mod:`matrix_game_core.guidance`), each optionally ``@G``: only the first G
-denoising steps of a block guided (``guidance_steps``). Each is scored with the project's evaluator
+denoising steps of a block guided (``guidance_steps``), and ``~R``: guidance rescale R
+(``guidance_rescale``, 0 to 1), e.g. ``1:2:4@3~0.7``. Each is scored with the project's evaluator
 on the held-out episodes ``start .. start+clips-1`` (the card, ``embedded.build --clips N``,
 uses the first N; pick ``--start`` past them so the scales are not chosen on the card's clips):
 teacher-forced next-block PSNR beside the copy-last-frame baseline, and action following from the
@@ -40,22 +41,24 @@ def main() -> int:
     try:
         triples = []
         for g in a.scales.split(","):
+            g, _, rs = g.partition("~")
             sc, _, gs = g.partition("@")
-            triples.append((*(float(x) for x in sc.split(":")), int(gs) if gs else None))
+            triples.append((*(float(x) for x in sc.split(":")), int(gs) if gs else None, float(rs) if rs else 0.0))
     except ValueError:
         triples = []
-    if not triples or any(len(t) != 4 for t in triples):
+    if not triples or any(len(t) != 5 or not 0 <= t[4] <= 1 for t in triples):
         print(f"error: --scales must be keys:yaw:pitch triples such as 1:2:6 (or 1:2:6@2: only the first 2 "
-              f"denoising steps guided); got {a.scales!r}.", file=sys.stderr)
+              f"denoising steps guided; 1:2:6~0.7: guidance rescale 0.7); got {a.scales!r}.", file=sys.stderr)
         return 2
     comp = embedded.load(root=a.root) if a.root else embedded.load()
     print("| keys : yaw : pitch | DiT passes per step | " + " | ".join(k.replace("_", " ") for k in CLASSES)
           + " | next-block PSNR vs copy-last |")
     print("|---" * (3 + len(CLASSES)) + "|")
     n_steps = len(comp.dit.cfg.denoising_step_list)
-    for wk, w, wp, gs in triples:
+    for wk, w, wp, gs, rs in triples:
         cfg = comp.dit.cfg
         cfg.keyboard_guidance, cfg.action_guidance, cfg.pitch_guidance, cfg.guidance_steps = wk, w, wp, gs
+        cfg.guidance_rescale = rs
         try:
             nb, per, *_ = score_clips(comp, a.heldout, a.start, a.clips, pitch_magnitude=a.pitch_magnitude,
                                       ceiling_frames=None)
@@ -66,7 +69,7 @@ def main() -> int:
         copy = float(np.mean([r["copy_last"]["psnr"] for r in nb]))
         g = n_steps if gs is None else min(gs, n_steps)
         p = (g * passes(w, wp, wk) + n_steps - g) / n_steps
-        print(f"| {wk:g}:{w:g}:{wp:g}{'' if gs is None else f' (first {gs} steps)'} | {p:g} | "
+        print(f"| {wk:g}:{w:g}:{wp:g}{'' if gs is None else f' (first {gs} steps)'}{f', rescale {rs:g}' if rs else ''} | {p:g} | "
               + " | ".join(f"{per[k]['correct']}/{per[k]['n']}" for k in CLASSES) + f" | {gain:+.2f} dB (copy-last {copy:.2f} dB) |",
               flush=True)
     return 0

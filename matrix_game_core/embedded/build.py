@@ -2,7 +2,7 @@
 held-out maps -> ``MODEL_CARD.md``.
 
     python -m matrix_game_core.embedded.build --run RUN --data REC --heldout HELDOUT \\
-        [--steps 1000,750,500,250] [--guidance 2] [--pitch-guidance 6] [--keyboard-guidance 1]
+        [--steps 1000,750,500,250] [--guidance 2] [--pitch-guidance 6] [--keyboard-guidance 1] [--guidance-rescale 0.7]
         [--clips 8] [--rollout-seconds 10]
 
 * ``RUN``: a ``python -m matrix_game_core.train`` run folder (preset ``embedded``); an unfinished
@@ -207,6 +207,7 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
             "action_guidance": float(getattr(comp.dit.cfg, "action_guidance", 1.0)),
             "pitch_guidance": None if pg is None else float(pg),
             "keyboard_guidance": None if kg is None else float(kg),
+            "guidance_rescale": float(getattr(comp.dit.cfg, "guidance_rescale", 0.0) or 0.0),
             "action_following_unguided": per_off if guided else None,
             "action_following_recorded": per_rec, "action_following_round_trip": per_rt,
             "rollout": {"shard": long["name"], "map": long.get("map"), "frames": tr, "fps": fps, "per_second": sec}}
@@ -253,7 +254,8 @@ def _guidance_text(c: Dict) -> str:
     n = _passes_of(c)
     txt = f"action guidance {float(c.get('action_guidance', 1.0)):g}" + "".join(
         f", {part} guidance {float(c[f'{part}_guidance']):g}" for part in ("pitch", "keyboard")
-        if c.get(f"{part}_guidance") is not None)
+        if c.get(f"{part}_guidance") is not None) + (
+        f", guidance rescale {float(c['guidance_rescale']):g}" if n > 1 and c.get("guidance_rescale") else "")
     return txt + (" (1 = off: one DiT pass per denoising step)" if n == 1 else f" ({n} DiT passes per denoising step)")
 
 
@@ -367,7 +369,7 @@ def _read_log(path: str) -> List[Dict]:
 
 def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[int]] = None,
                 guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
-                keyboard_guidance: Optional[float] = None):
+                keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None):
     """Export ``run`` and install it into ``dest`` with the sampler settings given (no evaluation).
     Returns ``(train config, installed DiT config.json dict, file sizes)``."""
     from ..data.shards import read_manifest
@@ -383,7 +385,8 @@ def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[
     cj["cond_latent_frames"] = cfg.dit.cond_latents
     if guidance is not None:
         cj["action_guidance"] = float(guidance)
-    for key, val in (("pitch_guidance", pitch_guidance), ("keyboard_guidance", keyboard_guidance)):
+    for key, val in (("pitch_guidance", pitch_guidance), ("keyboard_guidance", keyboard_guidance),
+                     ("guidance_rescale", guidance_rescale)):
         if val is not None:
             cj[key] = float(val)
     with open(cpath, "w", encoding="utf-8") as f:
@@ -394,11 +397,12 @@ def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[
 def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = None, clips: int = 8,
           rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores",
           guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
-          keyboard_guidance: Optional[float] = None) -> Dict:
+          keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None) -> Dict:
     """Export ``run``, install it into ``dest``, evaluate and write the model card. Returns the info."""
     from ..data.shards import read_manifest
 
-    cfg, cj, sizes = install_run(run, data, dest, steps, guidance, pitch_guidance, keyboard_guidance)
+    cfg, cj, sizes = install_run(run, data, dest, steps, guidance, pitch_guidance, keyboard_guidance,
+                                 guidance_rescale)
     m = read_manifest(data)
     comp = load(root=dest)
     ev = evaluate_embedded(comp, heldout, clips=clips, rollout_seconds=rollout_seconds, steps=steps)
@@ -470,6 +474,8 @@ def main(argv=None) -> int:
                     help="pitch (look up/down) guidance scale to ship (default: none, the action guidance)")
     ap.add_argument("--keyboard-guidance", type=float, default=None,
                     help="keyboard guidance scale to ship (default: none, the action guidance)")
+    ap.add_argument("--guidance-rescale", type=float, default=None,
+                    help="guidance rescale to ship, 0 (off) to 1 (matrix_game_core/guidance.py)")
     ap.add_argument("--clips", type=int, default=8, help="held-out clips for next-block and action following")
     ap.add_argument("--rollout-seconds", type=float, default=10.0)
     ap.add_argument("--dest", default=ROOT, help="where to install (default: the package's embedded folder)")
@@ -482,7 +488,7 @@ def main(argv=None) -> int:
     if a.install_only:
         try:
             _, _, sizes = install_run(a.run, a.data, a.dest, steps, a.guidance, a.pitch_guidance,
-                                      a.keyboard_guidance)
+                                      a.keyboard_guidance, a.guidance_rescale)
         except MatrixGameError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -490,7 +496,7 @@ def main(argv=None) -> int:
         return 0
     try:
         info = build(a.run, a.data, a.heldout, steps, a.clips, a.rollout_seconds, a.dest, a.hardware, a.guidance,
-                     a.pitch_guidance, a.keyboard_guidance)
+                     a.pitch_guidance, a.keyboard_guidance, a.guidance_rescale)
     except MatrixGameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
