@@ -145,7 +145,8 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     write_card(str(out), info)
     row = [ln for ln in out.read_text(encoding="utf-8").splitlines() if ln.startswith("| turn right |")][0]
     assert "-0.031 px/frame (followed from 0.112)" in row
-    info["config"].update(action_guidance=2.0, pitch_guidance=6.0, keyboard_guidance=None)   # guidance, in words
+    info["config"].update(action_guidance=2.0, pitch_guidance=6.0, keyboard_guidance=None,   # guidance, in words
+                          guidance_rescale=0.0)
     write_card(str(out), info)
     card = out.read_text(encoding="utf-8")
     assert "action guidance 2, pitch guidance 6 (3 DiT passes per denoising step)" in card
@@ -153,6 +154,14 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     info["config"].update(keyboard_guidance=3.0)
     write_card(str(out), info)
     assert "pitch guidance 6, keyboard guidance 3 (4 DiT passes" in out.read_text(encoding="utf-8")
+    info["config"].update(guidance_rescale=0.7)                                   # the rescale, when it is used
+    write_card(str(out), info)
+    assert "keyboard guidance 3, guidance rescale 0.7 (4 DiT passes" in out.read_text(encoding="utf-8")
+    info["config"].update(action_guidance=1.0, pitch_guidance=None, keyboard_guidance=None)   # unguided: no rescale
+    write_card(str(out), info)
+    line = [ln for ln in out.read_text(encoding="utf-8").splitlines() if "image-encoder free" in ln][0]
+    assert "action guidance 1 (1 = off" in line and "guidance rescale" not in line
+    info["config"].update(action_guidance=2.0, pitch_guidance=6.0, keyboard_guidance=3.0, guidance_rescale=0.0)
     # the unguided model and the VAE ceiling beside the next-block baseline; the decoder fine-tune
     info["eval"]["next_block"].update(model_unguided={"psnr": 21.95, "ssim": 0.5}, round_trip={"psnr": 23.15, "ssim": 0.7})
     info["train"].update(decoder_steps=800, decoder_final="loss 0.2, PSNR 25.00 dB (training clips)")
