@@ -39,38 +39,36 @@ from .errors import MatrixGameError
 MAX_GUIDANCE = 20.0
 
 
+def _check_range(name: str, value, hi: float, off: str, own: str) -> float:
+    """``value`` as a float in ``[0, hi]``, else one MatrixGameError naming ``name``, the range, the
+    value that turns it off (``off``) and the model's own value (``own``, in words)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (math.isfinite(v) and 0.0 <= v <= hi):
+        got = f"{v:g}" if isinstance(value, (int, float)) else repr(value)
+        raise MatrixGameError(f"{name} must be a number from 0 to {hi:g} ({off} = off; this model's own is {own}); "
+                              f"got {got}.")
+    return v
+
+
 def check_scale(name: str, w: float, own: str) -> float:
     """``w`` as a float in ``[0, MAX_GUIDANCE]``.
 
     Raises:
         MatrixGameError: naming ``name``, the range and ``own`` (the model's own value, in words).
     """
-    try:
-        v = float(w)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (math.isfinite(v) and 0.0 <= v <= MAX_GUIDANCE):
-        got = f"{v:g}" if isinstance(w, (int, float)) else repr(w)
-        raise MatrixGameError(f"{name} must be a number from 0 to {MAX_GUIDANCE:g} (1 = off; this model's own is "
-                              f"{own}); got {got}.")
-    return v
+    return _check_range(name, w, MAX_GUIDANCE, "1", own)
 
 
 def check_rescale(phi, own: str) -> float:
-    """``phi`` as a float in ``[0, 1]``.
+    """``phi`` (guidance rescale) as a float in ``[0, 1]``.
 
     Raises:
         MatrixGameError: naming the range and ``own`` (the model's own value, in words).
     """
-    try:
-        v = float(phi)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-        got = f"{v:g}" if isinstance(phi, (int, float)) else repr(phi)
-        raise MatrixGameError(f"guidance rescale must be a number from 0 to 1 (0 = off; this model's own is {own}); "
-                              f"got {got}.")
-    return v
+    return _check_range("guidance rescale", phi, 1.0, "0", own)
 
 
 def rescale_flow(guided: torch.Tensor, cond: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor,
