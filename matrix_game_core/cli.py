@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="guidance rescale from 0 (off) to 1: scales the guided prediction back to the spread of "
                         "the unguided one, which keeps the picture's contrast and detail under strong guidance "
                         "(Lin et al., arXiv 2305.08891); no extra cost (default: the model's own)")
+    g.add_argument("--guidance-hold", type=float, default=None, metavar="H",
+                   help="guidance hold from 0 (classic guidance, against no actions) to 1: guide against H x the "
+                        "actions of before each block, held, so a change of action gets the full guidance and a "
+                        "command that goes on less of it; no extra cost (default: the model's own)")
     g.add_argument("--crop", choices=["center", "stretch", "pad"], default="center",
                    help="fit the image to the model's frame size: center (official centre crop), stretch, pad (letterbox)")
     d = sub.add_parser("download", help="download a mode's files from Skywork/Matrix-Game-2.0", formatter_class=fmt)
@@ -212,9 +216,10 @@ def check_generate_args(args):
         w = getattr(args, flag, None)
         if w is not None and not (math.isfinite(w) and 0 <= w <= 20):
             raise MatrixGameError(f"--{flag.replace('_', '-')} must be a number from 0 to 20 (1 = off); got {w:g}.")
-    phi = getattr(args, "guidance_rescale", None)
-    if phi is not None and not (math.isfinite(phi) and 0 <= phi <= 1):
-        raise MatrixGameError(f"--guidance-rescale must be a number from 0 to 1 (0 = off); got {phi:g}.")
+    for flag in ("guidance_rescale", "guidance_hold"):
+        v = getattr(args, flag, None)
+        if v is not None and not (math.isfinite(v) and 0 <= v <= 1):
+            raise MatrixGameError(f"--{flag.replace('_', '-')} must be a number from 0 to 1 (0 = off); got {v:g}.")
     n_video = check_frames(args.frames)
     outs = [args.out]
     if args.overlay:
@@ -303,7 +308,8 @@ def generate(args) -> int:
     session = WorldSession(comp.dit, cond, decoder=StreamingDecoder(comp.vae), seed=args.seed,
                            compile={"auto": None, "on": True, "off": False}[args.compile],
                            action_guidance=args.action_guidance, pitch_guidance=args.pitch_guidance,
-                           keyboard_guidance=args.keyboard_guidance, guidance_rescale=args.guidance_rescale)
+                           keyboard_guidance=args.keyboard_guidance, guidance_rescale=args.guidance_rescale,
+                           guidance_hold=args.guidance_hold)
     kb, ms = track.tensors(device=device)
 
     def progress(r):

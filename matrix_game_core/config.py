@@ -122,6 +122,13 @@ class ModelConfig:
     #: toward the standard deviation of the x0 under all the actions (Lin et al., arXiv 2305.08891,
     #: section 3.4; :func:`.guidance.rescale_flow`). 0 = off (plain guidance); no extra DiT pass.
     guidance_rescale: float = 0.0
+    #: Guidance hold ``h`` in [0, 1] (this pack's): the levels below "all the actions" see, instead
+    #: of no actions, ``h`` x the actions in effect before the block, held through it
+    #: (:func:`.guidance.held_reference`; none for the first block). 0 = classic guidance; 1 = only
+    #: a *change* of actions is guided (a turn that goes on is left to the model, which continues it
+    #: from its context, in teacher-forced prediction, but lets it fade in free play); in between, a
+    #: held command keeps about ``(1 - h) w + h`` of the scale ``w``. No extra DiT pass.
+    guidance_hold: float = 0.0
 
     @property
     def head_dim(self) -> int:

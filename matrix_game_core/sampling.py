@@ -30,7 +30,7 @@ import torch
 
 from .config import TIMESTEP_SHIFT, ModelConfig
 from .errors import MatrixGameError, MatrixGameInterrupted
-from .guidance import check_rescale, check_scale, guided_flow
+from .guidance import check_hold, check_rescale, check_scale, guided_flow, held_reference
 from .noise import BlockNoise, NoiseSource, ReplayNoise, SeededNoise  # noqa: F401 (re-exported)
 from .model import action_window
 
@@ -275,6 +275,9 @@ class WorldSession:
             (:attr:`.ModelConfig.guidance_steps`); None = the model config's (None there: all).
         guidance_rescale: guidance rescale ``phi`` in [0, 1] (:attr:`.ModelConfig.guidance_rescale`,
             :func:`.guidance.rescale_flow`); None = the model config's.
+        guidance_hold: guidance hold ``h`` in [0, 1], the share of the actions of before a block
+            held in its guidance reference (:attr:`.ModelConfig.guidance_hold`, :mod:`.guidance`);
+            None = the model config's.
         compile: run the block step (and the decoder's steady state) through :func:`torch.compile`
             (:mod:`.compile`; CUDA-graph replay on CUDA); None = on for CUDA, off on the CPU; a
             string names the dynamo backend (``"aot_eager"`` in tests), True = ``"inductor"``.
@@ -291,7 +294,7 @@ class WorldSession:
                  interrupt: Optional[Callable[[], None]] = None, compile: Optional[bool] = None,
                  action_guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
                  keyboard_guidance: Optional[float] = None, guidance_steps: Optional[int] = None,
-                 guidance_rescale: Optional[float] = None):
+                 guidance_rescale: Optional[float] = None, guidance_hold: Optional[float] = None):
         self.model = model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -328,6 +331,7 @@ class WorldSession:
         self.keyboard_guidance = keyboard_guidance
         self.guidance_steps = guidance_steps
         self.guidance_rescale = guidance_rescale
+        self.guidance_hold = guidance_hold
         self.noise = noise if noise is not None else SeededNoise(seed)
         self.decoder = decoder
         if decoder is not None:
@@ -392,6 +396,16 @@ class WorldSession:
     def guidance_rescale(self, phi: Optional[float]) -> None:
         own = float(getattr(self.cfg, "guidance_rescale", 0.0) or 0.0)
         self._rescale = check_rescale(own if phi is None else phi, f"{own:g}")
+
+    @property
+    def guidance_hold(self) -> float:
+        """Guidance hold ``h`` (0 = classic guidance, against no actions); may change between blocks."""
+        return self._hold
+
+    @guidance_hold.setter
+    def guidance_hold(self, h: Optional[float]) -> None:
+        own = float(getattr(self.cfg, "guidance_hold", 0.0) or 0.0)
+        self._hold = check_hold(own if h is None else h, f"{own:g}")
 
     @property
     def pitch_guidance(self) -> float:
@@ -508,6 +522,12 @@ class WorldSession:
         if self._step_fn is not None:   # canonical strides for the compiled graph's guards
             cc = cc.clone(memory_format=torch.contiguous_format)
         kb, ms = self._action_windows(start)
+        refs = {}
+        if self._hold:
+            ac = self.cfg.action_config
+            new_from = (ac.vae_time_compression_ratio * (ac.windows_size - 1)) if ac else 8
+            refs = {"keyboard_ref": self._hold * held_reference(kb, new_from, start == 0),
+                    "mouse_ref": None if ms is None else self._hold * held_reference(ms, new_from, start == 0)}
         vc = self.cond.visual_context
         timings = StageTimings(self.device)
         plan = self.model.plan_block(self.cache, start, nb, (self.h, self.w), self.device)
@@ -523,7 +543,7 @@ class WorldSession:
                 self.interrupt()
             flow = guided_flow(lambda k, m: self.model(x, self._t[s], cc, vc, k, m, start, self.cache, **step_kw),
                                kb, ms, *(scales if gs is None or s < gs else (1.0, 1.0, 1.0)),
-                               rescale=self._rescale, x=x, sigma=self._sigma64[s])
+                               rescale=self._rescale, x=x, sigma=self._sigma64[s], **refs)
             x0 = (x.double() - self._sigma64[s] * flow.double()).to(flow.dtype)
             if s < n_steps - 1:
                 sig = self._sigma32[s + 1]

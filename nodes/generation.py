@@ -243,7 +243,7 @@ def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: in
            vae=None, local_attn_size: int = 0, sink_size: int = 0, denoising_steps: str = "",
            compile: str = "auto", action_guidance: float = 0.0,
            pitch_guidance: float = 0.0, keyboard_guidance: float = 0.0,
-           guidance_rescale: float = -1.0) -> Dict[str, torch.Tensor]:
+           guidance_rescale: float = -1.0, guidance_hold: float = -1.0) -> Dict[str, torch.Tensor]:
     """Generate ``latent_frames`` latent frames block by block; returns LATENT ``{"samples": raw
     (un-normalized) Wan-2.1 latents [B,16,latent_frames,H/8,W/8]}`` (44x80; 8x14 for the
     embedded model) on ComfyUI's intermediate device.
@@ -253,7 +253,8 @@ def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: in
     latent->RGB preview) and an interrupt check; interrupts are also checked between denoising steps.
     ``action_guidance`` / ``pitch_guidance`` / ``keyboard_guidance`` 0 = the model's own scale
     (:attr:`ModelConfig.action_guidance` and the others: unset, they follow the action guidance);
-    ``guidance_rescale`` below 0 = the model's own (:attr:`ModelConfig.guidance_rescale`), 0 = off."""
+    ``guidance_rescale`` below 0 = the model's own (:attr:`ModelConfig.guidance_rescale`), 0 = off;
+    ``guidance_hold`` likewise (:attr:`ModelConfig.guidance_hold`; below 0 = the model's own)."""
     steps = check_sample_inputs(model, actions, latent_frames, local_attn_size, sink_size, denoising_steps)
     n = int(latent_frames)
     need = video_frames_for_latents(n)
@@ -286,7 +287,8 @@ def sample(model: MatrixGameModel, conditioning: Conditioning, actions, seed: in
                            pitch_guidance=None if not pitch_guidance else float(pitch_guidance),
                            keyboard_guidance=None if not keyboard_guidance else float(keyboard_guidance),
                            guidance_rescale=None if guidance_rescale is None or guidance_rescale < 0
-                           else float(guidance_rescale))
+                           else float(guidance_rescale),
+                           guidance_hold=None if guidance_hold is None or guidance_hold < 0 else float(guidance_hold))
     bar = host.Progress(n // BLOCK, "sample")
     previews = OneAhead("preview", side_stream=True)     # the next block does not wait for the preview
 

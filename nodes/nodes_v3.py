@@ -354,6 +354,13 @@ class MatrixGameSampler(io.ComfyNode):
                                        "unguided one, so strong guidance keeps the picture's contrast and detail "
                                        "(Lin et al., arXiv 2305.08891). -1 = the model's own (the embedded ViZDoom "
                                        "model's card gives it), 0 = off, up to 1. No extra cost."),
+                io.Float.Input("guidance_hold", default=-1.0, min=-1.0, max=1.0, step=0.05, advanced=True,
+                               optional=True,
+                               tooltip="Guidance hold: guide against this share of the keys and mouse of before each "
+                                       "block, held, instead of against no actions, so a change of action (a start, "
+                                       "a stop, a new direction) gets the full guidance and a command that goes on "
+                                       "less of it (less overshoot). -1 = the model's own, 0 = classic guidance, up "
+                                       "to 1 (at 1 a held turn fades in a few blocks). No extra cost."),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent",
                                       tooltip="Raw Wan 2.1 video latents [B,16,n,44,80] (8x14 for the embedded model; "
@@ -372,10 +379,10 @@ class MatrixGameSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, conditioning, actions, seed, latent_frames, vae=None, local_attn_size=0, sink_size=0,
                 denoising_steps="", compile="auto", action_guidance=0.0, pitch_guidance=0.0,
-                keyboard_guidance=0.0, guidance_rescale=-1.0) -> io.NodeOutput:
+                keyboard_guidance=0.0, guidance_rescale=-1.0, guidance_hold=-1.0) -> io.NodeOutput:
         return io.NodeOutput(logic.sample(model, conditioning, actions, seed, latent_frames, vae, local_attn_size,
                                           sink_size, denoising_steps, compile, action_guidance, pitch_guidance,
-                                          keyboard_guidance, guidance_rescale))
+                                          keyboard_guidance, guidance_rescale, guidance_hold))
 
 
 # ================================================================================================ decode / overlay

@@ -223,7 +223,7 @@ def test_guidance_flags_reach_the_session(tmp_path, monkeypatch):
 
     def spy(self, *a, **kw):                   # record the scales, then stop before generating
         seen.append({k: kw.get(k) for k in ("action_guidance", "pitch_guidance", "keyboard_guidance",
-                                            "guidance_rescale")})
+                                            "guidance_rescale", "guidance_hold")})
         raise MatrixGameError("stop here")
 
     monkeypatch.setattr(sampling.WorldSession, "__init__", spy)
@@ -231,8 +231,8 @@ def test_guidance_flags_reach_the_session(tmp_path, monkeypatch):
             "--random-weights", "tiny", "--out", str(tmp_path / "g.mp4")]
     assert main(base) == 2
     assert seen[-1] == {"action_guidance": None, "pitch_guidance": None, "keyboard_guidance": None,
-                        "guidance_rescale": None}                                           # the model's own
+                        "guidance_rescale": None, "guidance_hold": None}               # the model's own
     assert main(base + ["--action-guidance", "2", "--pitch-guidance", "6", "--keyboard-guidance", "1",
-                        "--guidance-rescale", "0.7"]) == 2
+                        "--guidance-rescale", "0.7", "--guidance-hold", "0.5"]) == 2
     assert seen[-1] == {"action_guidance": 2.0, "pitch_guidance": 6.0, "keyboard_guidance": 1.0,
-                        "guidance_rescale": 0.7}
+                        "guidance_rescale": 0.7, "guidance_hold": 0.5}

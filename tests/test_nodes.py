@@ -329,6 +329,12 @@ def test_sampler_seed_steps_and_window_options(tiny):
     assert torch.equal(g, go(action_guidance=3.0, guidance_rescale=-1.0))
     assert torch.equal(g, go(action_guidance=3.0, guidance_rescale=0.0))
     assert not torch.allclose(g, go(action_guidance=3.0, guidance_rescale=1.0))
+    tr21 = track(frames=21)                                                 # hold: -1 = model's (0, classic)
+    go2 = lambda **kw: logic.sample(tiny.model, cond, tr21, latent_frames=6, **{"seed": 1, "action_guidance": 3.0, **kw})["samples"]  # noqa: E731
+    g2 = go2()
+    assert torch.equal(g2, go2(guidance_hold=-1.0)) and torch.equal(g2, go2(guidance_hold=0.0))
+    held = go2(guidance_hold=1.0)                                           # block 0 the same, block 1 not
+    assert torch.equal(held[:, :, :3], g2[:, :, :3]) and not torch.allclose(held[:, :, 3:], g2[:, :, 3:])
     host.PROGRESS_LOG.clear()
     go(vae=tiny.vae)                                                        # decoded previews
     (_, v, t, p), = [u for u in host.PROGRESS_LOG if u[0] == "sample"]

@@ -269,6 +269,71 @@ def test_guidance_steps_guide_only_the_first_denoising_steps():
             WorldSession(comp.dit, s.cond, guidance_steps=bad)
 
 
+def test_guidance_hold_guides_against_the_held_actions():
+    """Guidance hold h: the levels below all the actions see h x the actions of before the block,
+    held through it. The first block has no past (guided against no actions, as classic guidance);
+    with h = 1 a block that goes on with the same actions is the unguided sampler and one that
+    changes them is guided against holding the old ones (one denoising step: the guided x0 is
+    ``x0(held) + w (x0(actions) - x0(held))``); with h = 0.5 the reference pass sees half the held
+    window. h = 0 is classic guidance bit for bit. No extra DiT pass."""
+    from matrix_game_core.guidance import held_reference
+    from matrix_game_core.sampling import WorldSession
+    comp, s = _small_session("universal")
+    kb0, ms0 = torch.tensor([1.0, 0, 0, 0]).repeat(9, 1), torch.tensor([0.0, 0.1]).repeat(9, 1)
+
+    def run(kb1, ms1, w1, hold=1.0, hold1=None):
+        ses = WorldSession(comp.dit, s.cond, seed=4, denoising_step_list=[1000], action_guidance=3.0,
+                           guidance_hold=hold)
+        b0 = ses.step(kb0, ms0, decode=False).latents
+        ses.action_guidance = w1
+        if hold1 is not None:
+            ses.guidance_hold = hold1
+        return b0, ses.step(kb1, ms1, decode=False).latents.double()
+
+    steady = (kb0[:1].repeat(12, 1), ms0[:1].repeat(12, 1))              # W + turning right goes on
+    change = (kb0[:1].repeat(12, 1), torch.tensor([0.05, -0.1]).repeat(12, 1))   # look up, turn left
+    b0_held, classic = run(*change, 3.0, hold=0.0)
+    assert torch.equal(b0_held, run(*change, 3.0)[0])                    # block 0: against no actions
+    torch.testing.assert_close(run(*steady, 3.0)[1], run(*steady, 1.0)[1], atol=1e-6, rtol=0)
+    actual, held = run(*change, 1.0)[1], run(*steady, 1.0)[1]
+    assert (actual - held).abs().max() > 1e-4                            # the change matters to this model
+    torch.testing.assert_close(run(*change, 3.0)[1], held + 3.0 * (actual - held), atol=1e-5, rtol=1e-5)
+    assert (classic - run(*change, 3.0)[1]).abs().max() > 1e-4
+    assert torch.equal(run(*change, 3.0, hold=1.0, hold1=0.0)[1], classic)    # may change between blocks
+    # h = 0.5: still two DiT passes per guided step (+ the context pass); the first sees half the held window
+    seen = []
+    hook = comp.dit.register_forward_pre_hook(lambda mod, args: seen.append(args[5].clone()))
+    try:
+        ses = WorldSession(comp.dit, s.cond, seed=4, denoising_step_list=[1000], action_guidance=3.0,
+                           guidance_hold=0.5)
+        ses.step(kb0, ms0, decode=False)
+        seen.clear()
+        ses.step(*change, decode=False)
+    finally:
+        hook.remove()
+    assert len(seen) == 3
+    win = seen[1]                                                        # all the actions: the block's window
+    torch.testing.assert_close(seen[0], 0.5 * held_reference(win, 8, first_block=False))
+    assert torch.equal(seen[0][:, 8:], 0.5 * ms0[:1].expand(12, 2)[None])   # W-turn-right held, halved
+    # the helper: the block's own rows (from index 8 of the 20-row window) hold row 7; the first block: zeros
+    w20 = torch.arange(40, dtype=torch.float32).view(1, 20, 2)
+    ref = held_reference(w20, 8, first_block=False)
+    assert torch.equal(ref[:, :8], w20[:, :8]) and torch.equal(ref[:, 8:], w20[:, 7:8].expand(1, 12, 2))
+    assert torch.equal(held_reference(w20, 8, first_block=True), torch.zeros_like(w20))
+    # the model config's own hold is used when the session sets none; one clear error for a bad one
+    comp.dit.cfg.guidance_hold = 0.5
+    try:
+        assert WorldSession(comp.dit, s.cond).guidance_hold == 0.5
+    finally:
+        comp.dit.cfg.guidance_hold = 0.0
+    for bad in (-0.1, 1.5, float("nan"), "held"):
+        with pytest.raises(MatrixGameError, match=r"guidance hold must be a number from 0 to 1 \(0 = off"):
+            WorldSession(comp.dit, s.cond, guidance_hold=bad)
+    with pytest.raises(MatrixGameError, match="guidance hold must be a number from 0 to 1"):
+        s.guidance_hold = 2.0
+    assert s.guidance_hold == 0.0                                         # unchanged
+
+
 def test_guidance_rescale_matches_the_std_of_the_conditional_x0():
     """Guidance rescale (arXiv 2305.08891 eq. 15-16): one denoising step, so the step's x0 is the
     block's latents. phi 1 gives the guided x0 scaled to the std of the x0 under all the actions,
