@@ -152,8 +152,10 @@ def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, s
 def generate_for_following(dit, vae, image, blocks: int = 9, seed: int = 0, visual_context=None,
                            magnitude: float = CAM_VALUE, denoising_step_list=None, keyboard_dim=None,
                            pitch_magnitude: Optional[float] = None, action_guidance: Optional[float] = None,
-                           pitch_guidance: Optional[float] = None, keyboard_guidance: Optional[float] = None):
-    """Generate a video from a start image under :func:`command_script` (left, right, up, down, ...).
+                           pitch_guidance: Optional[float] = None, keyboard_guidance: Optional[float] = None,
+                           hold_blocks: int = 1):
+    """Generate a video from a start image under :func:`command_script` (left, right, up, down, ...;
+    each command held ``hold_blocks`` blocks).
 
     Args:
         image: ``[1, 3, H, W]`` in [-1, 1] at the model's frame size.
@@ -166,7 +168,8 @@ def generate_for_following(dit, vae, image, blocks: int = 9, seed: int = 0, visu
     from .vae import StreamingDecoder, encode_start_image
 
     kdim = keyboard_dim or dit.cfg.keyboard_dim
-    kb, ms, labels = command_script(blocks, magnitude, keyboard_dim=kdim, pitch_magnitude=pitch_magnitude)
+    kb, ms, labels = command_script(blocks, magnitude, keyboard_dim=kdim, pitch_magnitude=pitch_magnitude,
+                                    hold_blocks=hold_blocks)
     n_lat = blocks * dit.cfg.num_frame_per_block
     cc = encode_start_image(vae, image.to(vae.device, vae.dtype), dit.cfg.conditioning_frames(n_lat))
     vc = torch.zeros(1, 1, dit.cfg.img_dim) if visual_context is None else visual_context

@@ -150,10 +150,11 @@ def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motio
 def command_script(blocks: int, magnitude: float = CAM_VALUE, order: Sequence[str] = (
         "turn_left", "turn_right", "look_up", "look_down"), keyboard_dim: int = 4,
         first_block: int = 9, frames_per_block: int = 12,
-        pitch_magnitude: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
+        pitch_magnitude: Optional[float] = None, hold_blocks: int = 1) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
     """An action script for action-following tests: block 0 idle, then blocks cycling ``order``,
-    each holding one camera command of ``magnitude`` official units (``pitch_magnitude`` for the
-    look classes, default the same), no keys.
+    each command of ``magnitude`` official units (``pitch_magnitude`` for the look classes, default
+    the same) held for ``hold_blocks`` blocks in a row (1: a new command every block; more: a
+    player holding the key, where a sampler that guides only changes lets the motion fade), no keys.
 
     Returns:
         ``(keyboard [T, K] float32, mouse [T, 2] float32, labels per block)``, ``T = 9 + 12 (blocks-1)``.
@@ -163,7 +164,7 @@ def command_script(blocks: int, magnitude: float = CAM_VALUE, order: Sequence[st
     labels = ["idle"]
     cls = {n: (ch, s) for n, ch, s in ACTION_CLASSES}
     for b in range(1, blocks):
-        name = order[(b - 1) % len(order)]
+        name = order[((b - 1) // max(1, int(hold_blocks))) % len(order)]
         ch, sgn = cls[name]
         s, e = block_rows(b, frames_per_block, first_block)
         mouse[s:e, ch] = sgn * (magnitude if ch == 1 or pitch_magnitude is None else pitch_magnitude)

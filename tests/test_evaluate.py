@@ -41,6 +41,29 @@ def test_block_rows_match_the_session():
     assert all(block_rows(b) == block_row_range(b) for b in range(8))
 
 
+def test_command_script_can_hold_each_command_for_several_blocks():
+    """hold_blocks k: each command of the cycle is held k blocks in a row (a player holding a key),
+    with the same rows per block; 1 is the classic script."""
+    _, ms1, labels1 = command_script(5, 0.1)
+    _, ms3, labels3 = command_script(8, 0.1, hold_blocks=3, pitch_magnitude=0.04)
+    assert labels1 == ["idle", "turn_left", "turn_right", "look_up", "look_down"]
+    assert labels3 == ["idle"] + ["turn_left"] * 3 + ["turn_right"] * 3 + ["look_up"]
+    assert torch.equal(ms3[9:45, 1], torch.full((36,), -0.1)) and torch.equal(ms3[45:81, 1], torch.full((36,), 0.1))
+    assert torch.equal(ms3[81:93], torch.tensor([0.04, 0.0]).expand(12, 2))
+    assert torch.equal(ms3[:9], torch.zeros(9, 2))
+    # the synthetic world pans the held way all along: every held block is followed
+    rep = action_following(synthetic_panning_video(ms3, 64, 112, px_per_step=3.0, seed=2), ms3, pitch_threshold=0.02)
+    assert [sorted(b["classes"].items()) for b in rep.blocks[1:4]] == [[("turn_left", True)]] * 3
+    # the model card's "held" tally counts only the blocks after the first of each hold
+    from matrix_game_core.embedded.build import _add_held
+    full = command_script(13, 0.1, hold_blocks=3, pitch_magnitude=0.04)[1]
+    rep = action_following(synthetic_panning_video(full, 64, 112, px_per_step=3.0, seed=2), full, pitch_threshold=0.02)
+    acc = {n: {"n": 0, "correct": 0, "toward_px": 0.0} for n in ("turn_left", "turn_right", "look_up", "look_down")}
+    _add_held(acc, rep, 3)
+    assert {k: (v["n"], v["correct"]) for k, v in acc.items()} == {k: (2, 2) for k in acc}
+    assert all(v["toward_px"] > 0 for v in acc.values())
+
+
 def test_synthetic_panning_is_followed_100_percent():
     kb, ms, labels = command_script(9, 0.1)
     assert kb.shape == (105, 4) and ms.shape == (105, 2)
