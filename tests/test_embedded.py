@@ -170,3 +170,15 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     assert "| model without guidance | 21.95 dB | 0.500 |" in card
     assert "| ceiling: the recorded block through this VAE (encode + decode) | 23.15 dB | 0.700 |" in card
     assert "fine-tuned 800 steps with the encoder frozen" in card and "| VAE decoder fine-tune | loss 0.2," in card
+    # following with each command held: a column of its own, with its block counts
+    assert "| held 3 blocks |" not in card
+    held = {k: dict(v, n=8, correct=4, accuracy=0.5) for k, v in info["eval"]["action_following"].items()}
+    info["eval"].update(action_following_held=held, held_blocks=3)
+    info["config"].update(guidance_hold=0.5)
+    write_card(str(out), info)
+    card = out.read_text(encoding="utf-8")
+    assert "| picture motion the commanded way | held 3 blocks | without guidance |" in card
+    assert "each command held 3 blocks in a row" in card
+    row = [ln for ln in card.splitlines() if ln.startswith("| look down |")][0]
+    assert "| 50 % (8) |" in row
+    assert "keyboard guidance 3, guidance hold 0.5 (4 DiT passes" in card

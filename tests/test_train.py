@@ -405,3 +405,43 @@ def test_smoke_install_only_makes_a_loadable_candidate(smoke_run, tmp_path, caps
     assert cj["cond_latent_frames"] == smoke_run["cfg"].dit.cond_latents
     comp = embedded.load(root=str(dest))
     assert (comp.dit.cfg.pitch_guidance, comp.dit.cfg.guidance_rescale) == (5.0, 0.7)
+
+
+def test_smoke_reevaluate_changes_only_the_sampler_and_rewrites_the_card(smoke_run, tmp_path, capsys):
+    """``embedded.build --reevaluate``: no run folder; the installed weights stay, the sampler flags go
+    into config.json, the model is evaluated again and its card and metrics rewritten (the data and
+    training figures kept from the metrics.json already there)."""
+    import shutil
+    from matrix_game_core import embedded
+    from matrix_game_core.embedded.build import main as build_main
+
+    dest = tmp_path / "cand"
+    assert build_main(["--run", smoke_run["run"], "--data", smoke_run["data"], "--heldout", smoke_run["data"],
+                       "--install-only", "--dest", str(dest), "--guidance", "2"]) == 0
+    shutil.copy(os.path.join(embedded.ROOT, "metrics.json"), dest / "metrics.json")   # a full build's figures
+    shipped = json.loads((dest / "metrics.json").read_text())
+    weights = (dest / "dit" / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    rc = build_main(["--reevaluate", "--dest", str(dest), "--heldout", smoke_run["data"], "--clips", "1",
+                     "--rollout-seconds", "1", "--guidance", "3", "--guidance-hold", "0.5"])
+    assert rc == 0, capsys.readouterr().err
+    assert (dest / "dit" / "model.safetensors").read_bytes() == weights
+    cj = json.loads((dest / "dit" / "config.json").read_text())
+    assert (cj["action_guidance"], cj["guidance_hold"]) == (3.0, 0.5)
+    m = json.loads((dest / "metrics.json").read_text())
+    assert m["train"] == shipped["train"] and m["data"] == shipped["data"]
+    assert m["eval"]["guidance_hold"] == 0.5 and m["eval"]["clips"] == 1 and m["config"] == cj
+    card = (dest / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "action guidance 3, guidance hold 0.5 (2 DiT passes" in card
+    assert f"DiT {shipped['train']['dit_steps']} steps" in card
+    assert "| held 3 blocks |" in card                                  # following with each command held 3 blocks
+    assert all(v["n"] == 2 for v in m["eval"]["action_following_held"].values())   # 1 clip: blocks 2-3 of each
+    # one clear error each: nothing installed / a bad setting (nothing written) / no run without --reevaluate
+    assert build_main(["--reevaluate", "--dest", str(tmp_path / "none"), "--heldout", smoke_run["data"]]) == 2
+    assert "no installed model" in capsys.readouterr().err
+    assert build_main(["--reevaluate", "--dest", str(dest), "--heldout", smoke_run["data"], "--guidance", "99"]) == 2
+    assert "action guidance must be a number from 0 to 20" in capsys.readouterr().err
+    assert json.loads((dest / "dit" / "config.json").read_text()) == cj
+    with pytest.raises(SystemExit):
+        build_main(["--heldout", smoke_run["data"], "--dest", str(dest)])
+    assert "--run and --data are required (or --reevaluate" in capsys.readouterr().err

@@ -3,12 +3,17 @@ held-out maps -> ``MODEL_CARD.md``.
 
     python -m matrix_game_core.embedded.build --run RUN --data REC --heldout HELDOUT \\
         [--steps 1000,750,500,250] [--guidance 2] [--pitch-guidance 6] [--keyboard-guidance 1] [--guidance-rescale 0.7]
-        [--clips 8] [--rollout-seconds 10]
+        [--guidance-hold 0.5] [--clips 8] [--rollout-seconds 10]
+    python -m matrix_game_core.embedded.build --reevaluate --heldout HELDOUT [sampler flags] [--clips 8]
 
 * ``RUN``: a ``python -m matrix_game_core.train`` run folder (preset ``embedded``); an unfinished
   dit stage is exported from its newest checkpoint's EMA weights.
 * ``REC``: the training recording (its manifest gives the data figures of the card).
 * ``HELDOUT``: a recording of maps the training never saw (``--maps MAP02,MAP15,MAP27``).
+* ``--reevaluate``: no run folder: the model installed in ``--dest`` keeps its weights, takes the
+  sampler flags given (``--steps``, the guidance flags) into its ``config.json``, and is evaluated
+  again; the card's data and training figures come from the ``metrics.json`` beside it (written by
+  the build that installed it).
 
 Metrics (all on ``HELDOUT``, with the project's evaluator, :mod:`matrix_game_core.evaluate`):
 
@@ -82,6 +87,25 @@ def _add(acc: Dict, rep) -> None:
         acc[k]["toward_px"] += (v["toward_px"] or 0.0) * v["n"]
 
 
+def _add_held(acc: Dict, rep, hold_blocks: int) -> None:
+    """Like :func:`_add` for a script holding each command ``hold_blocks`` blocks
+    (:func:`~matrix_game_core.evaluate.command_script`), counting only the blocks after the first of
+    each hold (the motion must go on); block 0 is idle."""
+    from ..evaluate import ACTION_CLASSES
+    cls = {n: (ch, s) for n, ch, s in ACTION_CLASSES}
+    for info in rep.blocks:
+        b = info["block"]
+        if b < 1 or (b - 1) % hold_blocks == 0:
+            continue
+        for name, ok in info["classes"].items():
+            ch, sign = cls[name]
+            d = info["motion_px"]
+            v = -d[0] if ch == 1 else d[1]
+            acc[name]["n"] += 1
+            acc[name]["correct"] += int(ok)
+            acc[name]["toward_px"] += float(v * sign)
+
+
 @contextlib.contextmanager
 def _unguided(cfg):
     """All guidance scales set to 1 (off) inside the block, restored after."""
@@ -98,20 +122,22 @@ def _unguided(cfg):
 
 def score_clips(comp, heldout: str, start: int = 0, clips: int = 8, blocks: int = 4, follow_blocks: int = 9,
                 seed: int = 0, steps: Optional[Sequence[int]] = None, pitch_magnitude: float = 0.04,
-                unguided: bool = False, ceiling_frames: Optional[int] = 201):
+                unguided: bool = False, ceiling_frames: Optional[int] = 201, sustain_blocks: int = 0):
     """Next-block and action-following scores on ``clips`` held-out episodes from index ``start``
     (episodes shorter than a ``blocks``-block clip are passed over), with the sampler settings in
     ``comp.dit.cfg``; the clip of each episode is drawn from ``numpy`` ``default_rng(seed)`` in the
     same order whatever is scored.
 
     Returns:
-        ``(next_block, following, following_unguided, recorded, round_trip)``: the list of
+        ``(next_block, following, following_unguided, recorded, round_trip, sustained)``: the list of
         :func:`~matrix_game_core.evaluate.evaluate_next_block` reports (with ``unguided``, each also
         has ``model_unguided``: the same clip sampled without guidance) and four per-class tallies
         ``{class: {"n", "correct", "toward_px" (summed px/frame)}}``: following under the benchmark
         script, the same without guidance (only with ``unguided``), and, with ``ceiling_frames``,
         the evaluator on that many frames of the episode's recorded play, as recorded and through
-        the VAE.
+        the VAE; and, with ``sustain_blocks`` (k > 1), following under the benchmark script with each
+        command held k blocks in a row, counting only the blocks after the first of each hold (a
+        held key: the motion must go on, not fade).
     Raises:
         MatrixGameError: no episode from ``start`` on is long enough.
     """
@@ -124,7 +150,7 @@ def score_clips(comp, heldout: str, start: int = 0, clips: int = 8, blocks: int 
 
     t = 9 + 12 * (blocks - 1)
     rng = np.random.default_rng(seed)
-    nb, per, per_off, per_rec, per_rt = [], fresh(), fresh(), fresh(), fresh()
+    nb, per, per_off, per_rec, per_rt, per_hold = [], fresh(), fresh(), fresh(), fresh(), fresh()
     for e in entries(heldout)[start:]:
         if len(nb) >= clips:
             break
@@ -142,6 +168,11 @@ def score_clips(comp, heldout: str, start: int = 0, clips: int = 8, blocks: int 
         fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=seed, denoising_step_list=steps,
                                            pitch_magnitude=pitch_magnitude)
         _add(per, action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude))
+        if sustain_blocks > 1:
+            fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, 1 + 4 * sustain_blocks, seed=seed,
+                                               denoising_step_list=steps, pitch_magnitude=pitch_magnitude,
+                                               hold_blocks=sustain_blocks)
+            _add_held(per_hold, action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude), sustain_blocks)
         if unguided:
             fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=seed,
                                                denoising_step_list=steps, pitch_magnitude=pitch_magnitude,
@@ -152,23 +183,25 @@ def score_clips(comp, heldout: str, start: int = 0, clips: int = 8, blocks: int 
         a = int(rng.integers(0, max(1, len(s) - (ceiling_frames or 201))))
         if ceiling_frames:
             rec = s.frames[a:a + ceiling_frames]
+            rec = rec[:1 + 4 * ((len(rec) - 1) // 4)]                # an episode shorter than that: 1 + 4k frames
             vid = torch.from_numpy(np.ascontiguousarray(rec)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
             rt = StreamingDecoder(comp.vae).decode_raw(comp.vae.encode(vid.to(comp.vae.device, comp.vae.dtype)))
-            ms_rec = s.mouse[a:a + ceiling_frames]
+            ms_rec = s.mouse[a:a + len(rec)]
             _add(per_rec, action_following(vid, ms_rec, pitch_threshold=0.5 * pitch_magnitude))
             _add(per_rt, action_following(rt, ms_rec, pitch_threshold=0.5 * pitch_magnitude))
     if not nb:
         raise MatrixGameError(f"no held-out shard from index {start} on has {t} frames.")
-    return nb, per, per_off, per_rec, per_rt
+    return nb, per, per_off, per_rec, per_rt, per_hold
 
 
 def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follow_blocks: int = 9,
                       rollout_seconds: float = 10.0, seed: int = 0, steps: Optional[Sequence[int]] = None,
-                      pitch_magnitude: float = 0.04, ceiling_frames: int = 201) -> Dict:
+                      pitch_magnitude: float = 0.04, ceiling_frames: int = 201, sustain_blocks: int = 3) -> Dict:
     """The card's metrics on the held-out recording (see the module docstring). Action following
-    is also measured without guidance (when the model has some) and, as its ceiling, on
-    ``ceiling_frames`` of each clip's recorded play under its recorded mouse track, as recorded
-    and through the VAE (encode + decode)."""
+    is also measured without guidance (when the model has some), with each command held
+    ``sustain_blocks`` blocks (the blocks after the first of each hold; 0 = not measured) and, as
+    its ceiling, on ``ceiling_frames`` of each clip's recorded play under its recorded mouse track,
+    as recorded and through the VAE (encode + decode)."""
     from ..data.shards import entries, load_shard, read_manifest
 
     es = entries(heldout)
@@ -177,10 +210,11 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
     fps = float(read_manifest(heldout)["fps"])
     pg, kg = getattr(comp.dit.cfg, "pitch_guidance", None), getattr(comp.dit.cfg, "keyboard_guidance", None)
     guided = passes(float(getattr(comp.dit.cfg, "action_guidance", 1.0)), pg, kg) > 1
-    nb, per, per_off, per_rec, per_rt = score_clips(comp, heldout, 0, clips, blocks, follow_blocks, seed, steps,
-                                                    pitch_magnitude, unguided=guided, ceiling_frames=ceiling_frames)
+    nb, per, per_off, per_rec, per_rt, per_hold = score_clips(
+        comp, heldout, 0, clips, blocks, follow_blocks, seed, steps, pitch_magnitude, unguided=guided,
+        ceiling_frames=ceiling_frames, sustain_blocks=sustain_blocks)
     t = 9 + 12 * (blocks - 1)
-    for d in (per, per_off, per_rec, per_rt):
+    for d in (per, per_off, per_rec, per_rt, per_hold):
         for v in d.values():
             v["accuracy"] = None if v["n"] == 0 else v["correct"] / v["n"]
             v["toward_px"] = None if v["n"] == 0 else v["toward_px"] / v["n"]
@@ -208,8 +242,10 @@ def evaluate_embedded(comp, heldout: str, clips: int = 8, blocks: int = 4, follo
             "pitch_guidance": None if pg is None else float(pg),
             "keyboard_guidance": None if kg is None else float(kg),
             "guidance_rescale": float(getattr(comp.dit.cfg, "guidance_rescale", 0.0) or 0.0),
+            "guidance_hold": float(getattr(comp.dit.cfg, "guidance_hold", 0.0) or 0.0),
             "action_following_unguided": per_off if guided else None,
             "action_following_recorded": per_rec, "action_following_round_trip": per_rt,
+            "action_following_held": per_hold if sustain_blocks > 1 else None, "held_blocks": sustain_blocks,
             "rollout": {"shard": long["name"], "map": long.get("map"), "frames": tr, "fps": fps, "per_second": sec}}
 
 
@@ -255,7 +291,8 @@ def _guidance_text(c: Dict) -> str:
     txt = f"action guidance {float(c.get('action_guidance', 1.0)):g}" + "".join(
         f", {part} guidance {float(c[f'{part}_guidance']):g}" for part in ("pitch", "keyboard")
         if c.get(f"{part}_guidance") is not None) + (
-        f", guidance rescale {float(c['guidance_rescale']):g}" if n > 1 and c.get("guidance_rescale") else "")
+        f", guidance rescale {float(c['guidance_rescale']):g}" if n > 1 and c.get("guidance_rescale") else "") + (
+        f", guidance hold {float(c['guidance_hold']):g}" if n > 1 and c.get("guidance_hold") else "")
     return txt + (" (1 = off: one DiT pass per denoising step)" if n == 1 else f" ({n} DiT passes per denoising step)")
 
 
@@ -324,16 +361,22 @@ def write_card(path: str, info: Dict) -> None:
           "", f"Action following (benchmark script: an idle block, then turn left, turn right, look up, look down, "
           f"twice; the sampler's {_guidance_text(ev)}), beside the same model without "
           "guidance and, as the ceiling, the evaluator on each clip's recorded play under its own recorded mouse "
-          "track (201 frames), as recorded and after a round trip through this VAE:", "",
-          "| action following | blocks | accuracy | picture motion the commanded way | without guidance "
-          "| recorded play | recorded, VAE round trip |", "|---|---|---|---|---|---|---|"]
+          "track (201 frames), as recorded and after a round trip through this VAE"
+          + (f"; and with each command held {ev['held_blocks']} blocks in a row (a player holding the key: its "
+             f"blocks after the first, where the motion must go on; blocks in brackets)"
+             if ev.get("action_following_held") else "") + ":", "",
+          "| action following | blocks | accuracy | picture motion the commanded way "
+          + (f"| held {ev['held_blocks']} blocks " if ev.get("action_following_held") else "")
+          + "| without guidance | recorded play | recorded, VAE round trip |",
+          "|---|---|---|---|" + ("---|" if ev.get("action_following_held") else "") + "---|---|---|"]
     pct = lambda v: f"{_fmt(None if v['accuracy'] is None else 100 * v['accuracy'], 0)} %"  # noqa: E731
-    off, rec, rt = (ev.get(k) or {} for k in ("action_following_unguided", "action_following_recorded",
-                                               "action_following_round_trip"))
+    off, rec, rt, held = (ev.get(k) or {} for k in ("action_following_unguided", "action_following_recorded",
+                                                     "action_following_round_trip", "action_following_held"))
     for k in ("turn_left", "turn_right", "look_up", "look_down"):
         v = af[k]
         need = 1e-3 * (c["video_size"][1] if k.startswith("turn") else c["video_size"][0])
-        extra = [pct(d[k]) + (f" ({d[k]['n']})" if d is not off else "") if k in d else "-" for d in (off, rec, rt)]
+        extra = [pct(d[k]) + (f" ({d[k]['n']})" if d is not off else "") if k in d else "-"
+                 for d in ((held,) if held else ()) + (off, rec, rt)]
         L.append(f"| {k.replace('_', ' ')} | {v['n']} | {pct(v)} "
                  f"| {_fmt(v.get('toward_px'), 3)} px/frame (followed from {need:.3f}) | " + " | ".join(extra) + " |")
     ro = ev["rollout"]
@@ -369,7 +412,8 @@ def _read_log(path: str) -> List[Dict]:
 
 def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[int]] = None,
                 guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
-                keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None):
+                keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None,
+                guidance_hold: Optional[float] = None):
     """Export ``run`` and install it into ``dest`` with the sampler settings given (no evaluation).
     Returns ``(train config, installed DiT config.json dict, file sizes)``."""
     from ..data.shards import read_manifest
@@ -380,29 +424,83 @@ def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[
     sizes = install_from_export(os.path.join(run, "export"), dest, fps=float(read_manifest(data)["fps"]),
                                 denoising_step_list=steps)
     cpath = os.path.join(dest, "dit", "config.json")
+    cj = set_sampler(dest, None, guidance, pitch_guidance, keyboard_guidance, guidance_rescale, guidance_hold,
+                     cond_latent_frames=cfg.dit.cond_latents)
+    return cfg, cj, sizes
+
+
+def set_sampler(dest: str, steps: Optional[Sequence[int]] = None, guidance: Optional[float] = None,
+                pitch_guidance: Optional[float] = None, keyboard_guidance: Optional[float] = None,
+                guidance_rescale: Optional[float] = None, guidance_hold: Optional[float] = None,
+                **extra) -> Dict:
+    """Write the sampler settings given (None = keep) into the installed ``dest/dit/config.json``,
+    after checking them (the weights are not touched). Returns the new config dict.
+
+    Raises:
+        MatrixGameError: a setting out of range (the sampler's own checks), or no installed model.
+    """
+    from ..guidance import check_hold, check_rescale, check_scale
+
+    cpath = os.path.join(dest, "dit", "config.json")
+    if not os.path.isfile(cpath):
+        raise MatrixGameError(f"no installed model in {dest} (no dit/config.json); install one with --run first.")
     with open(cpath, "r", encoding="utf-8") as f:
         cj = json.load(f)
-    cj["cond_latent_frames"] = cfg.dit.cond_latents
+    cj.update(extra)
+    if steps:
+        cj["denoising_step_list"] = [int(t) for t in steps]
     if guidance is not None:
-        cj["action_guidance"] = float(guidance)
-    for key, val in (("pitch_guidance", pitch_guidance), ("keyboard_guidance", keyboard_guidance),
-                     ("guidance_rescale", guidance_rescale)):
+        cj["action_guidance"] = check_scale("action guidance", guidance, "the installed value")
+    for key, val in (("pitch_guidance", pitch_guidance), ("keyboard_guidance", keyboard_guidance)):
         if val is not None:
-            cj[key] = float(val)
-    with open(cpath, "w", encoding="utf-8") as f:
+            cj[key] = check_scale(key.replace("_", " "), val, "the installed value")
+    if guidance_rescale is not None:
+        cj["guidance_rescale"] = check_rescale(guidance_rescale, "the installed value")
+    if guidance_hold is not None:
+        cj["guidance_hold"] = check_hold(guidance_hold, "the installed value")
+    tmp = cpath + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(cj, f, indent=1)
-    return cfg, cj, sizes
+    os.replace(tmp, cpath)
+    return cj
+
+
+def reevaluate(heldout: str, dest: str = ROOT, steps: Optional[Sequence[int]] = None, clips: int = 8,
+               rollout_seconds: float = 10.0, **sampler) -> Dict:
+    """Re-evaluate the model installed in ``dest`` with new sampler settings (``steps`` and the
+    keywords of :func:`set_sampler`) and rewrite its card and ``metrics.json``: the weights, and
+    the card's data and training figures (from the ``metrics.json`` already there), stay.
+
+    Raises:
+        MatrixGameError: no installed model or no ``metrics.json`` in ``dest``; a bad setting.
+    """
+    if not os.path.isfile(os.path.join(dest, "dit", "config.json")):
+        raise MatrixGameError(f"no installed model in {dest} (no dit/config.json); install one with --run first.")
+    mpath = os.path.join(dest, "metrics.json")
+    if not os.path.isfile(mpath):
+        raise MatrixGameError(f"{dest} has no metrics.json (written by a full build); build it with --run first.")
+    with open(mpath, "r", encoding="utf-8") as f:
+        info = json.load(f)
+    info["config"] = set_sampler(dest, steps, **sampler)
+    comp = load(root=dest)
+    info["eval"] = evaluate_embedded(comp, heldout, clips=clips, rollout_seconds=rollout_seconds)
+    info["speed"] = measure_speed(comp)
+    write_card(os.path.join(dest, os.path.basename(CARD_FILE)), info)
+    with open(mpath, "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=1)
+    return info
 
 
 def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = None, clips: int = 8,
           rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores",
           guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
-          keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None) -> Dict:
+          keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None,
+          guidance_hold: Optional[float] = None) -> Dict:
     """Export ``run``, install it into ``dest``, evaluate and write the model card. Returns the info."""
     from ..data.shards import read_manifest
 
     cfg, cj, sizes = install_run(run, data, dest, steps, guidance, pitch_guidance, keyboard_guidance,
-                                 guidance_rescale)
+                                 guidance_rescale, guidance_hold)
     m = read_manifest(data)
     comp = load(root=dest)
     ev = evaluate_embedded(comp, heldout, clips=clips, rollout_seconds=rollout_seconds, steps=steps)
@@ -464,8 +562,8 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m matrix_game_core.embedded.build", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="training run folder (preset embedded)")
-    ap.add_argument("--data", required=True, help="the training recording")
+    ap.add_argument("--run", default=None, help="training run folder (preset embedded); required unless --reevaluate")
+    ap.add_argument("--data", default=None, help="the training recording; required unless --reevaluate")
     ap.add_argument("--heldout", required=True, help="a recording of held-out maps")
     ap.add_argument("--steps", default=None, help="denoising_step_list to ship, e.g. 1000,750,500,250")
     ap.add_argument("--guidance", type=float, default=None,
@@ -476,6 +574,8 @@ def main(argv=None) -> int:
                     help="keyboard guidance scale to ship (default: none, the action guidance)")
     ap.add_argument("--guidance-rescale", type=float, default=None,
                     help="guidance rescale to ship, 0 (off) to 1 (matrix_game_core/guidance.py)")
+    ap.add_argument("--guidance-hold", type=float, default=None,
+                    help="guidance hold to ship, 0 (classic guidance) to 1 (matrix_game_core/guidance.py)")
     ap.add_argument("--clips", type=int, default=8, help="held-out clips for next-block and action following")
     ap.add_argument("--rollout-seconds", type=float, default=10.0)
     ap.add_argument("--dest", default=ROOT, help="where to install (default: the package's embedded folder)")
@@ -483,12 +583,26 @@ def main(argv=None) -> int:
     ap.add_argument("--install-only", action="store_true",
                     help="export and install without evaluating (e.g. into a --dest to pick the guidance scales "
                          "with tools/pick_guidance.py --root); the model card is not written")
+    ap.add_argument("--reevaluate", action="store_true",
+                    help="no run folder: give the model installed in --dest the sampler flags given, evaluate it "
+                         "again and rewrite its card (the data and training figures stay)")
     a = ap.parse_args(argv)
     steps = [int(s) for s in a.steps.split(",")] if a.steps else None
+    if not a.reevaluate and not (a.run and a.data):
+        ap.error("--run and --data are required (or --reevaluate, to re-evaluate the installed model)")
+    sampler = dict(guidance=a.guidance, pitch_guidance=a.pitch_guidance, keyboard_guidance=a.keyboard_guidance,
+                   guidance_rescale=a.guidance_rescale, guidance_hold=a.guidance_hold)
+    if a.reevaluate:
+        try:
+            info = reevaluate(a.heldout, a.dest, steps, a.clips, a.rollout_seconds, **sampler)
+        except MatrixGameError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return _report(info)
     if a.install_only:
         try:
             _, _, sizes = install_run(a.run, a.data, a.dest, steps, a.guidance, a.pitch_guidance,
-                                      a.keyboard_guidance, a.guidance_rescale)
+                                      a.keyboard_guidance, a.guidance_rescale, a.guidance_hold)
         except MatrixGameError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -496,10 +610,14 @@ def main(argv=None) -> int:
         return 0
     try:
         info = build(a.run, a.data, a.heldout, steps, a.clips, a.rollout_seconds, a.dest, a.hardware, a.guidance,
-                     a.pitch_guidance, a.keyboard_guidance, a.guidance_rescale)
+                     a.pitch_guidance, a.keyboard_guidance, a.guidance_rescale, a.guidance_hold)
     except MatrixGameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return _report(info)
+
+
+def _report(info: Dict) -> int:
     ev = info["eval"]
     print(json.dumps({"next_block": ev["next_block"], "following": {k: v["accuracy"] for k, v in
                                                                      ev["action_following"].items()},
