@@ -2,6 +2,7 @@
 and a smoke run (record -> VAE -> latents -> DiT -> export -> load -> WorldSession) whose losses fall."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -445,3 +446,65 @@ def test_smoke_reevaluate_changes_only_the_sampler_and_rewrites_the_card(smoke_r
     with pytest.raises(SystemExit):
         build_main(["--heldout", smoke_run["data"], "--dest", str(dest)])
     assert "--run and --data are required (or --reevaluate" in capsys.readouterr().err
+
+
+def test_smoke_warm_start_trains_on_from_the_exported_weights(smoke_run, tmp_path, capsys):
+    """``train --init-from``: a new run folder seeded from an exported model (the way a session goes
+    on when the run folder is gone): the VAE stage is not retrained (same file, no VAE steps
+    logged), the DiT's first fixed-noise eval loss is the source's EMA eval loss (its weights, the
+    same latents), then it trains the steps asked for; rerunning resumes; a used run folder, another
+    source and a model that does not fit get one clear error each."""
+    from matrix_game_core.train.__main__ import main as train_main
+
+    src = os.path.join(smoke_run["run"], "export")
+    run = str(tmp_path / "warm")
+    args = ["all", "--data", smoke_run["data"], "--out", run, "--preset", "smoke", "--quiet",
+            "--vae-steps", str(SMOKE_VAE_STEPS), "--init-from", src, "--dit-steps", "3"]
+    assert train_main(args) == 0, capsys.readouterr().err
+    with open(os.path.join(src, "vae.safetensors"), "rb") as a, open(os.path.join(run, "vae", "vae.safetensors"), "rb") as b:
+        assert a.read() == b.read()
+    assert not os.path.isfile(os.path.join(run, "vae", "log.jsonl"))           # stage 1 was not run again
+    dlog = _log(run, "dit")
+    assert dlog[0]["stage"] == "dit_warm_start" and dlog[0]["from"] == os.path.abspath(src)
+    ema = [r for r in _log(smoke_run["run"], "dit") if r["stage"] == "dit_ema"][0]["eval_loss_ema"]
+    first = next(r for r in dlog if r.get("step") == 0 and "eval_loss" in r)
+    fresh = [r for r in _log(smoke_run["run"], "dit") if "eval_loss" in r][0]["eval_loss"]
+    assert abs(first["eval_loss"] - ema) < 1e-4 * ema and ema < 0.6 * fresh, (first, ema, fresh)
+    assert [r["step"] for r in dlog if r.get("stage") == "dit" and "loss" in r][-1] == 3
+    assert os.path.isfile(os.path.join(run, "export", "dit", "model.safetensors"))
+    ws = json.loads(open(os.path.join(run, "warm_start.json")).read())
+    assert ws["source"] == os.path.abspath(src)
+    # the same command again: the run resumes (finished: nothing more to do)
+    assert train_main(args) == 0
+    # one clear error each, nothing written
+    assert train_main(args[:-4] + ["--init-from", smoke_run["run"], "--dit-steps", "3"]) == 2
+    assert "was warm-started from" in capsys.readouterr().err
+    used = str(tmp_path / "used")
+    shutil.copytree(os.path.join(smoke_run["run"], "vae"), os.path.join(used, "vae"))
+    assert train_main(["dit", "--data", smoke_run["data"], "--out", used, "--preset", "smoke", "--init-from", src]) == 2
+    assert "already holds training state (vae/ckpt.pt" in capsys.readouterr().err
+    other = str(tmp_path / "other")
+    assert train_main(["dit", "--data", smoke_run["data"], "--out", other, "--preset", "smoke", "--init-from", src,
+                       "--set", "dit.dim=96"]) == 2
+    err = capsys.readouterr().err
+    assert "its DiT (this run: dim 96" in err and "does not match" in err
+    assert not os.path.exists(os.path.join(other, "dit")) and not os.path.exists(os.path.join(other, "vae"))
+    assert train_main(["dit", "--data", smoke_run["data"], "--out", str(tmp_path / "x"), "--init-from",
+                       str(tmp_path)]) == 2
+    assert "--init-from" in capsys.readouterr().err
+
+
+def test_card_of_a_warm_started_run_counts_both_trainings(tmp_path):
+    """embedded.build on a warm-started run: VAE/decoder figures from the source model's metrics, the
+    DiT steps the source's plus the run's own, said in the card's recipe line."""
+    from matrix_game_core.embedded.build import _merge_warm_start
+
+    train = {"vae_steps": None, "vae_final": "loss nan", "dit_steps": 4000, "dit_final": "loss 0.2"}
+    _merge_warm_start(str(tmp_path), train)                        # no warm_start.json: unchanged
+    assert train["dit_steps"] == 4000 and "dit_warm_start_steps" not in train
+    (tmp_path / "warm_start.json").write_text(json.dumps(
+        {"source": "/x", "source_train": {"vae_steps": 2250, "vae_final": "loss 0.28", "decoder_steps": 300,
+                                          "decoder_final": "d", "dit_steps": 50000}}))
+    _merge_warm_start(str(tmp_path), train)
+    assert (train["vae_steps"], train["vae_final"], train["decoder_steps"], train["dit_steps"],
+            train["dit_warm_start_steps"], train["dit_final"]) == (2250, "loss 0.28", 300, 54000, 4000, "loss 0.2")

@@ -338,6 +338,8 @@ def write_card(path: str, info: Dict) -> None:
           "`python -m matrix_game_core.train all --preset embedded --device cpu` (see docs/data_and_training.md): "
           f"VAE {info['train']['vae_steps']} steps (L1 + SSIM + gradient loss + latent anchor, "
           f"{info['train'].get('vae_recipe', '')}); DiT {info['train']['dit_steps']} steps of diffusion forcing "
+          + (f"(the last {info['train']['dit_warm_start_steps']} warm-started from the previous model's weights, "
+             "`train --init-from`) " if info["train"].get("dit_warm_start_steps") else "") +
           f"(batch {info['train']['dit_batch']}, {info['train'].get('dit_clip_latents', 9)}-latent clips, flow-matching "
           f"MSE, EMA {info['train']['ema']}, mouse inputs of the action MLPs scaled by "
           f"{info['train'].get('mouse_init_gain', 1.0):g} at init), on {info['train']['hardware']}."
@@ -491,6 +493,24 @@ def reevaluate(heldout: str, dest: str = ROOT, steps: Optional[Sequence[int]] = 
     return info
 
 
+def _merge_warm_start(run: str, train: Dict) -> None:
+    """A run warm-started from a model (``train --init-from``, train/warmstart.py) logged no VAE
+    stage and only its own DiT steps: the VAE and decoder figures are the source's, the DiT steps
+    the source's plus the run's (``dit_warm_start_steps``: the run's own)."""
+    p = os.path.join(run, "warm_start.json")
+    if not os.path.isfile(p):
+        return
+    with open(p, "r", encoding="utf-8") as f:
+        src = json.load(f).get("source_train") or {}
+    for k in ("vae_steps", "vae_recipe", "vae_final", "decoder_steps", "decoder_final"):
+        if src.get(k) is not None:
+            train[k] = src[k]
+    own = train.get("dit_steps") or 0
+    train["dit_warm_start_steps"] = own
+    if src.get("dit_steps"):
+        train["dit_steps"] = int(src["dit_steps"]) + own
+
+
 def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = None, clips: int = 8,
           rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores",
           guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
@@ -553,6 +573,7 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
                                   f"{devl['eval_mouse_gap']:+.4f}" if devl.get("eval_mouse_gap") is not None else ""),
                   **dec},
         "eval": ev, "speed": sp}
+    _merge_warm_start(run, info["train"])
     write_card(os.path.join(dest, os.path.basename(CARD_FILE)), info)
     with open(os.path.join(dest, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=1)

@@ -5,6 +5,7 @@ One command, end to end (each stage resumes from its checkpoint; finished stages
     python -m matrix_game_core.train all --data REC --out RUN [--preset small|smoke|embedded]
         [--device auto|cpu|cuda] [--bf16] [--workers N]
         [--vae-steps N] [--dit-steps N] [--set dit.batch=32 --set vae.lr=1e-4 ...]
+        [--init-from MODEL_DIR]   # warm start from shipped weights (train/warmstart.py)
 
 Stages (also runnable one by one): ``vae`` (stage 1) -> ``decoder`` (stage 1b: decoder fine-tune,
 encoder frozen; skipped at ``decoder.steps`` 0) -> ``latents`` (encode recordings) ->
@@ -149,6 +150,10 @@ def main(argv=None) -> int:
     p.add_argument("--teacher", default=None,
                    help="distill: the teacher DiT (model.safetensors or its folder; default RUN/dit/model.safetensors)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                   help="warm start a new run folder from an installed model (e.g. matrix_game_core/embedded/vizdoom) "
+                        "or a run's export/: its VAE counts as trained, the DiT trains on from its weights "
+                        "(train/warmstart.py)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     from .distributed import setup, teardown
@@ -161,6 +166,14 @@ def main(argv=None) -> int:
         dist.barrier()
         if not dist.is_main:
             cfg = load_run_config(a.out, a.preset, [], save=False)
+        if a.init_from:
+            if dist.is_main:
+                from .warmstart import warm_start
+                ws = warm_start(a.init_from, a.out, cfg)
+                if not a.quiet:
+                    print(f"warm start from {ws['source']} (DiT {ws.get('source_dit_steps') or '?'} steps); "
+                          f"the dit stage trains {cfg.dit.steps} more steps from its weights.", flush=True)
+            dist.barrier()
         stages = (["vae", "decoder", "latents", "dit", "distill", "export"] if a.stage == "all"
                   else [a.stage])
         res = run_stages(stages, a.data, a.out, cfg, a.device, a.bf16, echo=not a.quiet, dist=dist,

@@ -300,7 +300,9 @@ def train_dit(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = Fal
         return final
     net = dist.wrap(model)
     start = step
-    if st is not None and log:
+    if st is not None and log and step == 0 and st.get("warm_start"):
+        log.write({"stage": "dit_warm_start", "from": st["warm_start"], "world": dist.world})
+    elif st is not None and log:
         log.write({"stage": "dit_resume", "step": step, "world": dist.world,
                    **({"onset_clips": len(onsets)} if onsets is not None else {})})
     if step == 0 and log:
