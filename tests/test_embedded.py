@@ -170,8 +170,11 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     assert "| model without guidance | 21.95 dB | 0.500 |" in card
     assert "| ceiling: the recorded block through this VAE (encode + decode) | 23.15 dB | 0.700 |" in card
     assert "fine-tuned 800 steps with the encoder frozen" in card and "| VAE decoder fine-tune | loss 0.2," in card
-    # following with each command held: a column of its own, with its block counts
-    assert "| held 3 blocks |" not in card
+    # following with each command held: a column of its own, with its block counts (none in older metrics)
+    info["eval"].update(action_following_held=None)
+    write_card(str(out), info)
+    card = out.read_text(encoding="utf-8")
+    assert "| held 3 blocks |" not in card and "each command held" not in card
     held = {k: dict(v, n=8, correct=4, accuracy=0.5) for k, v in info["eval"]["action_following"].items()}
     info["eval"].update(action_following_held=held, held_blocks=3)
     info["config"].update(guidance_hold=0.5)
@@ -182,3 +185,9 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     row = [ln for ln in card.splitlines() if ln.startswith("| look down |")][0]
     assert "| 50 % (8) |" in row
     assert "keyboard guidance 3, guidance hold 0.5 (4 DiT passes" in card
+    # a warm-started run (train --init-from): the recipe line says how many DiT steps were its own
+    assert "warm-started" not in card
+    info["train"].update(dit_steps=54000, dit_warm_start_steps=4000)
+    write_card(str(out), info)
+    assert ("DiT 54000 steps of diffusion forcing (the last 4000 warm-started from the previous model's weights, "
+            "`train --init-from`) (batch") in out.read_text(encoding="utf-8")
