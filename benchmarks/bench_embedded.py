@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from matrix_game_core import embedded  # noqa: E402
-from matrix_game_core.embedded.build import measure_speed  # noqa: E402
+from matrix_game_core.embedded.evaluation import measure_speed  # noqa: E402
 
 
 def main() -> int:

@@ -114,6 +114,27 @@ def held_reference(window: torch.Tensor, new_from: int, first_block: bool) -> to
     return ref
 
 
+def hold_references(keyboard: torch.Tensor, mouse: Optional[torch.Tensor], h: float, action_config,
+                    first_block: bool) -> dict:
+    """The guidance-hold reference actions of a block, as keywords of :func:`guided_flow`.
+
+    Args:
+        keyboard: ``[B, R, K]`` / mouse: ``[B, R, 2]`` (or None) the block's action windows;
+        h: the hold in [0, 1]; action_config: the model's :class:`~.config.ActionConfig` (its
+        ``vae_time_compression_ratio * (windows_size - 1)`` rows are the past: 8 officially);
+        first_block: the session's first block (reference: no actions).
+    Returns:
+        ``{}`` for ``h`` 0 (classic guidance), else ``{"keyboard_ref": h * held, "mouse_ref": ...}``
+        (:func:`held_reference`).
+    """
+    if not h:
+        return {}
+    ac = action_config
+    new_from = (ac.vae_time_compression_ratio * (ac.windows_size - 1)) if ac else 8
+    return {"keyboard_ref": h * held_reference(keyboard, new_from, first_block),
+            "mouse_ref": None if mouse is None else h * held_reference(mouse, new_from, first_block)}
+
+
 def rescale_flow(guided: torch.Tensor, cond: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor,
                  phi: float) -> torch.Tensor:
     """Guidance rescale of one denoising step's flow (module docstring; arXiv 2305.08891 eq. 15-16),

@@ -30,7 +30,7 @@ import torch
 
 from .config import TIMESTEP_SHIFT, ModelConfig
 from .errors import MatrixGameError, MatrixGameInterrupted
-from .guidance import check_hold, check_rescale, check_scale, guided_flow, held_reference
+from .guidance import check_hold, check_rescale, check_scale, guided_flow, hold_references
 from .noise import BlockNoise, NoiseSource, ReplayNoise, SeededNoise  # noqa: F401 (re-exported)
 from .model import action_window
 
@@ -394,8 +394,12 @@ class WorldSession:
 
     @guidance_rescale.setter
     def guidance_rescale(self, phi: Optional[float]) -> None:
-        own = float(getattr(self.cfg, "guidance_rescale", 0.0) or 0.0)
-        self._rescale = check_rescale(own if phi is None else phi, f"{own:g}")
+        self._rescale = self._checked_own("guidance_rescale", phi, check_rescale)
+
+    def _checked_own(self, key: str, value: Optional[float], check) -> float:
+        """``value`` (None: the model config's ``key``, 0 when unset) through ``check(value, own)``."""
+        own = float(getattr(self.cfg, key, 0.0) or 0.0)
+        return check(own if value is None else value, f"{own:g}")
 
     @property
     def guidance_hold(self) -> float:
@@ -404,8 +408,7 @@ class WorldSession:
 
     @guidance_hold.setter
     def guidance_hold(self, h: Optional[float]) -> None:
-        own = float(getattr(self.cfg, "guidance_hold", 0.0) or 0.0)
-        self._hold = check_hold(own if h is None else h, f"{own:g}")
+        self._hold = self._checked_own("guidance_hold", h, check_hold)
 
     @property
     def pitch_guidance(self) -> float:
@@ -522,12 +525,7 @@ class WorldSession:
         if self._step_fn is not None:   # canonical strides for the compiled graph's guards
             cc = cc.clone(memory_format=torch.contiguous_format)
         kb, ms = self._action_windows(start)
-        refs = {}
-        if self._hold:
-            ac = self.cfg.action_config
-            new_from = (ac.vae_time_compression_ratio * (ac.windows_size - 1)) if ac else 8
-            refs = {"keyboard_ref": self._hold * held_reference(kb, new_from, start == 0),
-                    "mouse_ref": None if ms is None else self._hold * held_reference(ms, new_from, start == 0)}
+        refs = hold_references(kb, ms, self._hold, self.cfg.action_config, start == 0)
         vc = self.cond.visual_context
         timings = StageTimings(self.device)
         plan = self.model.plan_block(self.cache, start, nb, (self.h, self.w), self.device)

@@ -55,7 +55,7 @@ def test_command_script_can_hold_each_command_for_several_blocks():
     rep = action_following(synthetic_panning_video(ms3, 64, 112, px_per_step=3.0, seed=2), ms3, pitch_threshold=0.02)
     assert [sorted(b["classes"].items()) for b in rep.blocks[1:4]] == [[("turn_left", True)]] * 3
     # the model card's "held" tally counts only the blocks after the first of each hold
-    from matrix_game_core.embedded.build import _add_held
+    from matrix_game_core.embedded.evaluation import _add_held
     full = command_script(13, 0.1, hold_blocks=3, pitch_magnitude=0.04)[1]
     rep = action_following(synthetic_panning_video(full, 64, 112, px_per_step=3.0, seed=2), full, pitch_threshold=0.02)
     acc = {n: {"n": 0, "correct": 0, "toward_px": 0.0} for n in ("turn_left", "turn_right", "look_up", "look_down")}

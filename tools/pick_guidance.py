@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from matrix_game_core import embedded  # noqa: E402
-from matrix_game_core.embedded.build import score_clips  # noqa: E402
+from matrix_game_core.embedded.evaluation import score_clips  # noqa: E402
 from matrix_game_core.errors import MatrixGameError  # noqa: E402
 from matrix_game_core.guidance import passes  # noqa: E402
 
