@@ -1,8 +1,9 @@
 """Warm start: a new run folder seeded from an installed or exported model, so that training goes on
 from shipped weights when the run folder that made them is gone.
 
-    python -m matrix_game_core.train all --data REC --out RUN --preset embedded \\
+    python -m matrix_game_core.train latents --data REC --out RUN --preset embedded \\
         --init-from matrix_game_core/embedded/vizdoom --dit-steps 5000 --set dit.lr=3e-5 --set dit.warmup=200
+    python -m matrix_game_core.train dit --data REC --out RUN
 
 The source is a folder with ``vae.safetensors`` and ``dit/model.safetensors`` (+ ``dit/config.json``):
 the pack's installed embedded model (``matrix_game_core/embedded/vizdoom``) or a run's ``export/``.
