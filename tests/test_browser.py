@@ -187,7 +187,8 @@ def test_live_session_streams_frames_records_keys_and_outputs_the_video(report):
     blocks = (T - 9) // 12 + 1
     assert T == 9 + 12 * (blocks - 1) and blocks == lv["blocks"] >= 3
     assert tr.keyboard[:9, 0].eq(1).all() and tr.keyboard[:9, 1:].eq(0).all()
-    assert tr.keyboard[-12:, 3].eq(1).all() and tr.keyboard[-12:, 0].eq(0).all()
+    keys_per_block = [tr.keyboard[0 if b == 0 else 12 * b - 3].tolist() for b in range(blocks)]
+    assert tr.keyboard[-12:, 3].eq(1).all() and tr.keyboard[-12:, 0].eq(0).all(), (keys_per_block, lv["hud"])
     for b in range(blocks):                       # one action per block
         s, e = (0, 9) if b == 0 else (12 * b - 3, 12 * b + 9)
         assert (tr.keyboard[s:e] == tr.keyboard[s]).all()
