@@ -13,7 +13,7 @@ block 0 holds rows/frames ``[0, 9)``, block ``b >= 1`` rows/frames ``[12b - 3, 1
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -78,7 +78,8 @@ def _acc(c, n):
 def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motion: float = 1e-3,
                      motion: Optional[np.ndarray] = None, frames_per_block: int = 12,
                      first_block: int = 9, pitch_threshold: Optional[float] = None,
-                     stride: int = MOTION_STRIDE, whiten: float = MOTION_WHITEN) -> FollowingReport:
+                     stride: int = MOTION_STRIDE, whiten: float = MOTION_WHITEN,
+                     scored: Optional[Callable[[int], bool]] = None) -> FollowingReport:
     """Does the video move the way the mouse commands say? (GameWorld-style mouse accuracy.)
 
     A block belongs to a class when the mean commanded value over its rows passes ``threshold``
@@ -98,6 +99,9 @@ def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motio
         stride, whiten: of :func:`global_motion`: a block's motion is the mean over its pairs
             ``(t, t + stride)`` with both frames in ``[s, e]`` (its rows ``[s, e)``; the effect of
             row ``t`` first shows in frame ``t + 1``).
+        scored: which blocks (by index; 0 is the first) count in ``per_class`` and the accuracies;
+            all by default. ``blocks`` still lists every block with its classes (e.g. a script
+            holding each command 3 blocks scores only the blocks after the first of each hold).
     Returns:
         :class:`FollowingReport`.
     """
@@ -130,10 +134,11 @@ def action_following(video, mouse, threshold: float = 0.5 * CAM_VALUE, min_motio
                 v = -d[0] if ch == 1 else d[1]
                 size = w if ch == 1 else h
                 ok = bool(v * sign > 0 and abs(v) >= min_motion * size)
-                per[name]["n"] += 1
-                per[name]["correct"] += int(ok)
-                per[name]["toward_px"] += float(v * sign)
                 info["classes"][name] = ok
+                if scored is None or scored(b):
+                    per[name]["n"] += 1
+                    per[name]["correct"] += int(ok)
+                    per[name]["toward_px"] += float(v * sign)
         blocks.append(info)
         b += 1
     for v in per.values():

@@ -89,6 +89,7 @@ def no_models(monkeypatch):
     ({"--keyboard-guidance": "-2"}, r"--keyboard-guidance must be a number from 0 to 20 \(1 = off\); got -2"),
     ({"--pitch-guidance": "25"}, r"--pitch-guidance must be a number from 0 to 20 \(1 = off\); got 25"),
     ({"--guidance-rescale": "1.5"}, r"--guidance-rescale must be a number from 0 to 1 \(0 = off\); got 1.5"),
+    ({"--guidance-hold": "-0.5"}, r"--guidance-hold must be a number from 0 to 1 \(0 = off\); got -0.5"),
     ({"--device": "nonsense"}, "--device 'nonsense' is not a device"),
     ({"--device": "cuda:99"}, "CUDA is not available|CUDA device"),
     ({"--device": "meta"}, "--device 'meta' is not supported"),

@@ -55,13 +55,14 @@ def test_command_script_can_hold_each_command_for_several_blocks():
     rep = action_following(synthetic_panning_video(ms3, 64, 112, px_per_step=3.0, seed=2), ms3, pitch_threshold=0.02)
     assert [sorted(b["classes"].items()) for b in rep.blocks[1:4]] == [[("turn_left", True)]] * 3
     # the model card's "held" tally counts only the blocks after the first of each hold
-    from matrix_game_core.embedded.evaluation import _add_held
+    from matrix_game_core.embedded.evaluation import held_blocks
     full = command_script(13, 0.1, hold_blocks=3, pitch_magnitude=0.04)[1]
-    rep = action_following(synthetic_panning_video(full, 64, 112, px_per_step=3.0, seed=2), full, pitch_threshold=0.02)
-    acc = {n: {"n": 0, "correct": 0, "toward_px": 0.0} for n in ("turn_left", "turn_right", "look_up", "look_down")}
-    _add_held(acc, rep, 3)
+    rep = action_following(synthetic_panning_video(full, 64, 112, px_per_step=3.0, seed=2), full, pitch_threshold=0.02,
+                           scored=held_blocks(3))
+    acc = rep.per_class
     assert {k: (v["n"], v["correct"]) for k, v in acc.items()} == {k: (2, 2) for k in acc}
     assert all(v["toward_px"] > 0 for v in acc.values())
+    assert len(rep.blocks) == 13 and all(b["classes"] for b in rep.blocks[1:])   # every block still listed
 
 
 def test_synthetic_panning_is_followed_100_percent():

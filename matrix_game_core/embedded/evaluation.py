@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -68,23 +68,11 @@ def _add(acc: Dict, rep) -> None:
         acc[k]["toward_px"] += (v["toward_px"] or 0.0) * v["n"]
 
 
-def _add_held(acc: Dict, rep, hold_blocks: int) -> None:
-    """Like :func:`_add` for a script holding each command ``hold_blocks`` blocks
-    (:func:`~matrix_game_core.evaluate.command_script`), counting only the blocks after the first of
-    each hold (the motion must go on); block 0 is idle."""
-    from ..evaluate import ACTION_CLASSES
-    cls = {n: (ch, s) for n, ch, s in ACTION_CLASSES}
-    for info in rep.blocks:
-        b = info["block"]
-        if b < 1 or (b - 1) % hold_blocks == 0:
-            continue
-        for name, ok in info["classes"].items():
-            ch, sign = cls[name]
-            d = info["motion_px"]
-            v = -d[0] if ch == 1 else d[1]
-            acc[name]["n"] += 1
-            acc[name]["correct"] += int(ok)
-            acc[name]["toward_px"] += float(v * sign)
+def held_blocks(hold_blocks: int) -> Callable[[int], bool]:
+    """The ``scored`` filter of :func:`~matrix_game_core.evaluate.action_following` for a script
+    holding each command ``hold_blocks`` blocks (:func:`~matrix_game_core.evaluate.command_script`):
+    only the blocks after the first of each hold (the motion must go on); block 0 is idle."""
+    return lambda b: b >= 1 and (b - 1) % hold_blocks != 0
 
 
 @contextlib.contextmanager
@@ -153,7 +141,8 @@ def score_clips(comp, heldout: str, start: int = 0, clips: int = 8, blocks: int 
             fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, 1 + 4 * sustain_blocks, seed=seed,
                                                denoising_step_list=steps, pitch_magnitude=pitch_magnitude,
                                                hold_blocks=sustain_blocks)
-            _add_held(per_hold, action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude), sustain_blocks)
+            _add(per_hold, action_following(fr, ms, pitch_threshold=0.5 * pitch_magnitude,
+                                            scored=held_blocks(sustain_blocks)))
         if unguided:
             fr, ms, _ = generate_for_following(comp.dit, comp.vae, img, follow_blocks, seed=seed,
                                                denoising_step_list=steps, pitch_magnitude=pitch_magnitude,
