@@ -117,6 +117,24 @@ def test_install_casts_and_enforces_the_budget(tmp_path):
     assert set(sizes) == {"dit/model.safetensors", "vae.safetensors"}
     got = json.loads((tmp_path / "dest" / "dit" / "config.json").read_text())
     assert got["fps"] == 17.5 and got["denoising_step_list"] == [1000, 500]
+    # the distilled student ships from export/student (its own weights and step list) into dest/dit
+    with pytest.raises(MatrixGameError, match="student/model.safetensors is missing; finish the distillation"):
+        embedded.install_from_export(str(exp), str(tmp_path / "dest_s"), model="student")
+    (exp / "student").mkdir()
+    student = random_tiny("universal").dit
+    with torch.no_grad():
+        for prm in student.parameters():
+            prm.add_(0.5)
+    save_dit(student, str(exp / "student" / "model.safetensors"))
+    (exp / "student" / "config.json").write_text(json.dumps(dict(cfg, denoising_step_list=[1000, 500, 150, 50])))
+    embedded.install_from_export(str(exp), str(tmp_path / "dest_s"), model="student")
+    got = json.loads((tmp_path / "dest_s" / "dit" / "config.json").read_text())
+    assert got["denoising_step_list"] == [1000, 500, 150, 50]
+    from matrix_game_core.checkpoints import load_dit
+    shipped = load_dit(str(tmp_path / "dest_s" / "dit" / "model.safetensors"), mode="universal", dtype=torch.float32)
+    torch.testing.assert_close(shipped.head.head.weight, student.head.head.weight.half().float())
+    with pytest.raises(MatrixGameError, match="model must be 'dit' or 'student'"):
+        embedded.install_from_export(str(exp), str(tmp_path / "dest_x"), model="teacher")
     old = embedded.MAX_BYTES
     try:
         embedded.MAX_BYTES = 10
@@ -191,3 +209,16 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     write_card(str(out), info)
     assert ("DiT 54000 steps of diffusion forcing (the last 4000 warm-started from the previous model's weights, "
             "`train --init-from`) (batch") in out.read_text(encoding="utf-8")
+    # a distilled student ships: the recipe says how, with the real score's guidance, and its DMD loss row
+    assert "distilled" not in out.read_text(encoding="utf-8")
+    info["train"]["distill"] = {"steps": 600, "batch": 4, "lr": 5e-5, "critic_lr": 1e-4, "critic_steps": 2,
+                                "ema": 0.99, "denoising_step_list": [1000, 500, 150, 50],
+                                "real_guidance": {"guidance": 2, "pitch_guidance": 4, "keyboard_guidance": 1,
+                                                  "guidance_rescale": 1},
+                                "dmd_eval": [0.672, 0.151], "dmd_eval_steps": [0, 600]}
+    write_card(str(out), info)
+    card = out.read_text(encoding="utf-8")
+    assert ("distilled 600 steps into the shipped student" in card
+            and "action guidance (guidance 2, pitch guidance 4, keyboard guidance 1, guidance rescale 1)" in card
+            and "4 steps [1000, 500, 150, 50]; batch 4, lr 5e-05, critic lr 0.0001, 2 critic updates" in card)
+    assert "| distillation (student) | DMD loss of the full rollout on fixed clips 0.6720 (step 0) -> 0.1510 (step 600) |" in card

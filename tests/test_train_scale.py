@@ -170,6 +170,49 @@ def test_self_forcing_rollout_is_the_world_session_sampler():
     assert m.head.head.weight.grad.abs().sum() > 0 and x.requires_grad
 
 
+def test_dmd_real_score_guidance():
+    """The real score's guidance: all scales 1 is the plain teacher (a critic equal to the teacher gives
+    no DMD gradient); guided, the DMD direction is exactly the nested guidance combination of the
+    teacher's whole-clip passes (f(0) + w_k (f(keys) - f(0)) + w (f(keys, yaw) - f(keys)) + w_p (f(a) -
+    f(keys, yaw))) against the critic's x0, normalised by mean |x - x0_real|."""
+    from matrix_game_core.train.distill import dmd_loss, real_guidance
+    cfg = _cfg()
+    teacher = _tiny_teacher(cfg)
+    g = torch.Generator().manual_seed(3)
+    b, n, h, w = 2, 6, 4, 8
+    x = torch.randn(b, 16, n, h, w, generator=g)
+    eps = torch.randn(b, 16, n, h, w, generator=g)
+    mask = torch.zeros(b, 4, n, h, w)
+    mask[:, :, 0] = 1
+    batch = {"cond": torch.cat([mask, torch.randn(b, 16, n, h, w, generator=g)], 1),
+             "keyboard": (torch.rand(b, 21, 4, generator=g) > 0.5).float(),
+             "mouse": torch.randn(b, 21, 2, generator=g) * 0.1}
+    t = torch.tensor([700.0, 300.0])
+    assert real_guidance(cfg.distill) == {"w": 1.0, "w_pitch": None, "w_keys": None, "rescale": 0.0}
+    plain = dmd_loss(x, teacher, teacher, batch, t, eps)
+    assert float(plain["loss"]) == 0.0 and float(plain["grad"]) == 0.0
+    guided = dmd_loss(x, teacher, teacher, batch, t, eps, w=2.0, w_pitch=4.0, w_keys=1.0)
+    s = (t / 1000).view(b, 1, 1, 1, 1)
+    xt = (1 - s) * x + s * eps
+    ts = t.view(b, 1).expand(b, n)
+    vc = torch.zeros(b, 1, teacher.cfg.img_dim)
+    with torch.no_grad():
+        def f(kb, ms):
+            return teacher(xt, ts, batch["cond"], vc, kb, ms, 0, None).float()
+        keys_only = torch.zeros_like(batch["mouse"])
+        keys_yaw = keys_only.clone()
+        keys_yaw[..., 1] = batch["mouse"][..., 1]
+        f_keys, f_yaw, f_all = f(batch["keyboard"], keys_only), f(batch["keyboard"], keys_yaw), f(batch["keyboard"],
+                                                                                                batch["mouse"])
+    v = f_keys + 2.0 * (f_yaw - f_keys) + 4.0 * (f_all - f_yaw)      # w_keys 1: the sum starts at f(keys)
+    real, fake = xt - s * v, xt - s * f_all
+    grad = (fake - real) / (x - real).abs().mean(dim=(1, 2, 3, 4), keepdim=True)
+    assert float(guided["grad"]) > 1e-4
+    torch.testing.assert_close(float(guided["grad"]), float(grad.abs().mean()), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(float(guided["loss"]), float(0.5 * grad.double().square().mean()), rtol=1e-4,
+                               atol=1e-9)
+
+
 def test_distill_refuses_a_missing_or_foreign_teacher(tmp_path):
     from matrix_game_core.checkpoints import save_dit
     from matrix_game_core.train.distill import train_distill

@@ -114,19 +114,26 @@ def _cast_file(src: str, dst: str, dtype: torch.dtype) -> int:
 
 
 def install_from_export(export_dir: str, dest: str = ROOT, dtype: torch.dtype = FILE_DTYPE,
-                        fps: Optional[float] = None, denoising_step_list=None) -> Dict[str, int]:
+                        fps: Optional[float] = None, denoising_step_list=None, model: str = "dit") -> Dict[str, int]:
     """Copy a training export (``RUN/export``: ``dit/``, ``vae.safetensors``, ``NOTICE.md``) into
     ``dest`` with the weights cast to ``dtype``. Returns the file sizes in bytes.
 
     ``fps`` / ``denoising_step_list`` are written into the shipped ``config.json`` when given.
+    ``model``: ``"dit"`` (the diffusion-forcing DiT, ``export/dit``) or ``"student"`` (the distilled
+    student of ``train distill``, ``export/student``); either is installed as ``dest/dit``.
 
     Raises:
         MatrixGameError: missing export files, or weights over :data:`MAX_BYTES` together.
     """
-    need = [os.path.join(export_dir, p) for p in ("dit/model.safetensors", "dit/config.json", "vae.safetensors")]
+    if model not in ("dit", "student"):
+        raise MatrixGameError(f"model must be 'dit' or 'student' (got {model!r}).")
+    need = [os.path.join(export_dir, p) for p in (f"{model}/model.safetensors", f"{model}/config.json",
+                                                  "vae.safetensors")]
     for p in need:
         if not os.path.isfile(p):
-            raise MatrixGameError(f"{p} is missing; run `python -m matrix_game_core.train export` first.")
+            hint = ("finish the distillation (python -m matrix_game_core.train distill, which ends with export/student)"
+                    if model == "student" and "student" in p else "run `python -m matrix_game_core.train export`")
+            raise MatrixGameError(f"{p} is missing; {hint} first.")
     os.makedirs(os.path.join(dest, "dit"), exist_ok=True)
     sizes = {"dit/model.safetensors": _cast_file(need[0], os.path.join(dest, "dit", "model.safetensors"), dtype),
              "vae.safetensors": _cast_file(need[2], os.path.join(dest, "vae.safetensors"), dtype)}

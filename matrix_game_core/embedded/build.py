@@ -55,6 +55,22 @@ def _fmt(v, nd=1):
     return "n/a" if v is None else f"{v:.{nd}f}"
 
 
+def _distill_text(ds: Optional[Dict]) -> str:
+    """The recipe's sentence on the distilled student (empty when the DiT itself ships)."""
+    if not ds:
+        return ""
+    rg = ds["real_guidance"]
+    guided = {k: v for k, v in rg.items() if v is not None}
+    return (f" The DiT was then distilled {ds['steps']} steps into the shipped student (`train distill`: "
+            "Self-Forcing rollouts with its own KV cache, arXiv 2506.08009, and a DMD loss, arXiv 2311.18828, "
+            "with a critic trained alongside, DMD2 arXiv 2405.14867), whose real score is the teacher under "
+            "action guidance (" + ", ".join(f"{k.replace('_', ' ')} {float(v):g}" for k, v in guided.items())
+            + f"), so that the student samples without guidance, one DiT pass per denoising step "
+            f"({len(ds['denoising_step_list'])} steps {ds['denoising_step_list']}; batch {ds['batch']}, lr "
+            f"{ds['lr']:g}, critic lr {ds['critic_lr']:g}, {ds['critic_steps']} critic updates per student update, "
+            f"EMA {ds['ema']}).")
+
+
 def write_card(path: str, info: Dict) -> None:
     """Render ``MODEL_CARD.md`` from the build's measurements."""
     d, ev, sp = info["data"], info["eval"], info["speed"]
@@ -95,12 +111,18 @@ def write_card(path: str, info: Dict) -> None:
           f"{info['train'].get('mouse_init_gain', 1.0):g} at init), on {info['train']['hardware']}."
           + (f" The VAE decoder was then fine-tuned {info['train']['decoder_steps']} steps with the encoder frozen "
              "(stage 1b, `train decoder`: MSE-weighted loss on full 33-frame clips; the latent space, and so the "
-             "DiT, is unchanged)." if info["train"].get("decoder_steps") else ""), "",
+             "DiT, is unchanged)." if info["train"].get("decoder_steps") else "")
+          + _distill_text(info["train"].get("distill")), "",
           "| stage | final losses |", "|---|---|",
           f"| VAE | {info['train']['vae_final']} |"]
     if info["train"].get("decoder_final"):
         L.append(f"| VAE decoder fine-tune | {info['train']['decoder_final']} |")
-    L += [f"| DiT | {info['train']['dit_final']} |", "",
+    L.append(f"| DiT | {info['train']['dit_final']} |")
+    ds = info["train"].get("distill")
+    if ds and ds.get("dmd_eval"):
+        L.append(f"| distillation (student) | DMD loss of the full rollout on fixed clips {ds['dmd_eval'][0]:.4f} "
+                 f"(step {ds['dmd_eval_steps'][0]}) -> {ds['dmd_eval'][1]:.4f} (step {ds['dmd_eval_steps'][1]}) |")
+    L += ["",
           "## Behaviour on the held-out maps", "",
           f"Project evaluator (`matrix_game_core.evaluate`), {ev['clips']} clips of {ev['frames_per_clip']} frames, seed 0.", "",
           "| next block (teacher forced) | PSNR | SSIM |", "|---|---|---|"]
@@ -165,8 +187,9 @@ def _read_log(path: str) -> List[Dict]:
 def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[int]] = None,
                 guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
                 keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None,
-                guidance_hold: Optional[float] = None):
-    """Export ``run`` and install it into ``dest`` with the sampler settings given (no evaluation).
+                guidance_hold: Optional[float] = None, model: str = "dit"):
+    """Export ``run`` and install it into ``dest`` with the sampler settings given (no evaluation);
+    ``model`` ``"student"`` installs the distilled student instead of the DiT.
     Returns ``(train config, installed DiT config.json dict, file sizes)``."""
     from ..data.shards import read_manifest
     from ..train.__main__ import load_run_config, run_stages
@@ -174,7 +197,7 @@ def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[
     cfg = load_run_config(run, "embedded", [])
     run_stages(["export"], data, run, cfg, "cpu", echo=True)
     sizes = install_from_export(os.path.join(run, "export"), dest, fps=float(read_manifest(data)["fps"]),
-                                denoising_step_list=steps)
+                                denoising_step_list=steps, model=model)
     cj = set_sampler(dest, None, guidance, pitch_guidance, keyboard_guidance, guidance_rescale, guidance_hold,
                      cond_latent_frames=cfg.dit.cond_latents)
     return cfg, cj, sizes
@@ -260,16 +283,31 @@ def _merge_warm_start(run: str, train: Dict) -> None:
         train["dit_steps"] = int(src["dit_steps"]) + own
 
 
+def _distill_figures(run: str, cfg) -> Dict:
+    """The card's figures of the distillation stage (``RUN/distill/log.jsonl`` and ``cfg.distill``)."""
+    sc = cfg.distill
+    log = _read_log(os.path.join(run, "distill", "log.jsonl"))
+    steps = [r for r in log if r.get("stage") == "distill" and "dmd_loss" in r]
+    evals = [r for r in log if r.get("stage") == "distill" and "dmd_eval" in r]
+    return {"steps": steps[-1]["step"] if steps else 0, "batch": sc.batch, "lr": sc.lr, "critic_lr": sc.critic_lr,
+            "critic_steps": sc.critic_steps, "ema": sc.ema, "denoising_step_list": list(sc.denoising_step_list),
+            "real_guidance": {"guidance": sc.guidance, "pitch_guidance": sc.pitch_guidance,
+                              "keyboard_guidance": sc.keyboard_guidance, "guidance_rescale": sc.guidance_rescale},
+            "dmd_eval": [evals[0]["dmd_eval"], evals[-1]["dmd_eval"]] if evals else None,
+            "dmd_eval_steps": [evals[0]["step"], evals[-1]["step"]] if evals else None}
+
+
 def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = None, clips: int = 8,
           rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores",
           guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
           keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None,
-          guidance_hold: Optional[float] = None) -> Dict:
-    """Export ``run``, install it into ``dest``, evaluate and write the model card. Returns the info."""
+          guidance_hold: Optional[float] = None, model: str = "dit") -> Dict:
+    """Export ``run``, install it (``model``: ``"dit"`` or the distilled ``"student"``) into ``dest``,
+    evaluate and write the model card. Returns the info."""
     from ..data.shards import read_manifest
 
     cfg, cj, sizes = install_run(run, data, dest, steps, guidance, pitch_guidance, keyboard_guidance,
-                                 guidance_rescale, guidance_hold)
+                                 guidance_rescale, guidance_hold, model)
     m = read_manifest(data)
     comp = load(root=dest)
     ev = evaluate_embedded(comp, heldout, clips=clips, rollout_seconds=rollout_seconds, steps=steps)
@@ -323,6 +361,8 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
                   **dec},
         "eval": ev, "speed": sp}
     _merge_warm_start(run, info["train"])
+    if model == "student":
+        info["train"]["distill"] = _distill_figures(run, cfg)
     write_card(os.path.join(dest, os.path.basename(CARD_FILE)), info)
     with open(os.path.join(dest, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=1)
@@ -346,6 +386,8 @@ def main(argv=None) -> int:
                     help="guidance rescale to ship, 0 (off) to 1 (matrix_game_core/guidance.py)")
     ap.add_argument("--guidance-hold", type=float, default=None,
                     help="guidance hold to ship, 0 (classic guidance) to 1 (matrix_game_core/guidance.py)")
+    ap.add_argument("--model", default="dit", choices=("dit", "student"),
+                    help="what to ship: the diffusion-forcing DiT or the distilled student (train distill)")
     ap.add_argument("--clips", type=int, default=8, help="held-out clips for next-block and action following")
     ap.add_argument("--rollout-seconds", type=float, default=10.0)
     ap.add_argument("--dest", default=ROOT, help="where to install (default: the package's embedded folder)")
@@ -372,7 +414,7 @@ def main(argv=None) -> int:
     if a.install_only:
         try:
             _, _, sizes = install_run(a.run, a.data, a.dest, steps, a.guidance, a.pitch_guidance,
-                                      a.keyboard_guidance, a.guidance_rescale, a.guidance_hold)
+                                      a.keyboard_guidance, a.guidance_rescale, a.guidance_hold, a.model)
         except MatrixGameError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -380,7 +422,7 @@ def main(argv=None) -> int:
         return 0
     try:
         info = build(a.run, a.data, a.heldout, steps, a.clips, a.rollout_seconds, a.dest, a.hardware, a.guidance,
-                     a.pitch_guidance, a.keyboard_guidance, a.guidance_rescale, a.guidance_hold)
+                     a.pitch_guidance, a.keyboard_guidance, a.guidance_rescale, a.guidance_hold, a.model)
     except MatrixGameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -148,6 +148,13 @@ class DistillStage:
     last_step_only: bool = False               # True: always exit at the last step (no random exit)
     min_score_t: float = 0.02                  # DMD timesteps in [min, max] x 1000 (DMD / Self-Forcing)
     max_score_t: float = 0.98
+    # action guidance in the real score (the teacher's x0; matrix_game_core/guidance.py): the student
+    # learns the guided teacher's distribution and samples it without guidance (one DiT pass a step).
+    # Self-Forcing guides its real score (text CFG 3.0); 1 = the plain conditional teacher.
+    guidance: float = 1.0
+    pitch_guidance: Optional[float] = None     # None: = guidance
+    keyboard_guidance: Optional[float] = None  # None: = guidance
+    guidance_rescale: float = 0.0              # arXiv 2305.08891 (0 = off)
 
 
 @dataclass

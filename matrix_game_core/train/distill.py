@@ -20,8 +20,12 @@ loss, on the causal architecture with KV caches. This stage does the same for a 
 * **DMD loss** on the rollout ``x`` (Yin et al., arXiv 2311.18828, eq. 7 and the normalisation of
   eq. 8): noise ``x`` to a random timestep ``t`` (shifted table, clamped to
   ``[min_score_t, max_score_t]``), ``g = (x0_fake(x_t) - x0_real(x_t)) / mean|x - x0_real(x_t)|``,
-  loss ``0.5 ||x - sg(x - g)||^2`` whose gradient is ``g`` (no classifier-free guidance: the
-  action conditions are always present);
+  loss ``0.5 ||x - sg(x - g)||^2`` whose gradient is ``g``. The real score may be *guided*
+  (``distill.guidance`` / ``pitch_guidance`` / ``keyboard_guidance`` / ``guidance_rescale``: the
+  sampler's action guidance of :mod:`matrix_game_core.guidance`, up to three teacher passes), as
+  Self-Forcing guides its real score with text classifier-free guidance (3.0): the student then
+  learns the guided teacher's distribution on its own rollouts and samples it unguided, one DiT
+  pass per denoising step. The fake score (critic) is never guided;
 * **critic** (DMD2, Yin et al., arXiv 2405.14867, §4.1 "fake score" and its two time-scale update
   rule): trained alongside on the student's rollouts (no gradient to the student) with the
   teacher's own diffusion-forcing flow loss (:func:`~.dit.flow_loss`), ``critic_steps`` updates per
@@ -44,6 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import MatrixGameError
+from ..guidance import guided_flow
 from ..model import CausalWanModel
 from ..sampling import FlowMatchScheduler, denoise_block
 from .common import (EMA, JsonlLog, Timer, autocast, checkpoint_from_main, load_checkpoint, lr_at, rank_seed,
@@ -150,14 +155,25 @@ def self_forcing_rollout(model: CausalWanModel, cond: torch.Tensor, keyboard: to
     return torch.cat(out, dim=2)
 
 
+def real_guidance(sc) -> Dict[str, Optional[float]]:
+    """The real score's guidance settings of a :class:`~.config.DistillStage` as keywords of
+    :func:`dmd_loss` (all scales 1: the plain conditional teacher, one pass)."""
+    return {"w": float(sc.guidance), "w_pitch": sc.pitch_guidance, "w_keys": sc.keyboard_guidance,
+            "rescale": float(sc.guidance_rescale)}
+
+
 def dmd_loss(x: torch.Tensor, teacher: CausalWanModel, critic: CausalWanModel, batch: Dict[str, torch.Tensor],
-             t: torch.Tensor, eps: torch.Tensor) -> Dict[str, torch.Tensor]:
+             t: torch.Tensor, eps: torch.Tensor, w: float = 1.0, w_pitch: Optional[float] = None,
+             w_keys: Optional[float] = None, rescale: float = 0.0) -> Dict[str, torch.Tensor]:
     """Distribution-matching loss of generated latents (DMD eq. 7, normalised as eq. 8).
 
     Args:
         x: ``[B, 16, N, h, w]`` the student's rollout (with gradient).
         batch: ``cond``, ``keyboard``, ``mouse`` of the clips.
         t: ``[B]`` timesteps in (0, 1000) (sigma = t / 1000); eps: ``[B, 16, N, h, w]`` noise.
+        w / w_pitch / w_keys / rescale: action guidance of the real score
+            (:func:`~matrix_game_core.guidance.guided_flow` on the teacher's whole-clip passes; all
+            scales 1: one plain pass).
     Returns:
         ``{"loss": 0.5 * mean((x - sg(x - g))^2) (float64), "grad": mean |g|}``.
     """
@@ -168,7 +184,9 @@ def dmd_loss(x: torch.Tensor, teacher: CausalWanModel, critic: CausalWanModel, b
         ts = t.float().view(b, 1).expand(b, n).to(x.device)
         vc = torch.zeros(b, 1, teacher.cfg.img_dim, device=x.device)
         args = (ts, batch["cond"], vc, batch["keyboard"], batch["mouse"], 0, None)
-        real = xt - s * teacher(xt, *args).float()         # x0 predictions from the flow: x0 = x_t - sigma v
+        v_real = guided_flow(lambda k, m: teacher(xt, ts, batch["cond"], vc, k, m, 0, None), batch["keyboard"],
+                             batch["mouse"], w, w_pitch, w_keys, rescale=rescale, x=xt, sigma=s)
+        real = xt - s * v_real.float()                      # x0 predictions from the flow: x0 = x_t - sigma v
         fake = xt - s * critic(xt, *args).float()
         norm = (x.detach().float() - real).abs().mean(dim=(1, 2, 3, 4), keepdim=True)
         g = torch.nan_to_num((fake - real) / norm.clamp_min(1e-8))
@@ -182,15 +200,17 @@ class StudentObjective(nn.Module):
     current critic. Only ``student`` is a submodule; teacher and critic are held outside the
     module tree (no gradients, not synchronised)."""
 
-    def __init__(self, student: CausalWanModel, teacher: CausalWanModel, critic: CausalWanModel):
+    def __init__(self, student: CausalWanModel, teacher: CausalWanModel, critic: CausalWanModel,
+                 guidance: Optional[Dict] = None):
         super().__init__()
         self.student = student
         self._scorers = (teacher, critic)
+        self._guidance = guidance or {}
 
     def forward(self, batch, timesteps, sigmas, exit_step, noise, t, eps_fn) -> Dict[str, torch.Tensor]:
         x = self_forcing_rollout(self.student, batch["cond"], batch["keyboard"], batch["mouse"], timesteps, sigmas,
                                  exit_step, noise)
-        return dmd_loss(x, *self._scorers, batch, t, eps_fn(x.shape))
+        return dmd_loss(x, *self._scorers, batch, t, eps_fn(x.shape), **self._guidance)
 
 
 def _dmd_timesteps(sched: FlowMatchScheduler, n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
@@ -202,7 +222,7 @@ def _dmd_timesteps(sched: FlowMatchScheduler, n: int, lo: float, hi: float, gen:
 
 @torch.no_grad()
 def dmd_eval(student: CausalWanModel, teacher: CausalWanModel, critic: CausalWanModel, clips: LatentClips,
-             timesteps, sigmas, n: int, device, seed: int = 4321) -> float:
+             timesteps, sigmas, n: int, device, seed: int = 4321, guidance: Optional[Dict] = None) -> float:
     """DMD loss of the student's full few-step rollout (inference schedule) on fixed clips, noise and
     score timesteps: comparable across steps (the training figure uses random draws)."""
     g = torch.Generator().manual_seed(seed)
@@ -212,7 +232,8 @@ def dmd_eval(student: CausalWanModel, teacher: CausalWanModel, critic: CausalWan
     x = self_forcing_rollout(student, b["cond"], b["keyboard"], b["mouse"], timesteps, sigmas, None,
                              lambda: torch.randn(blk, generator=g).to(device))
     t = _dmd_timesteps(FlowMatchScheduler(student.cfg.timestep_shift), shape[0], 0.02, 0.98, g)
-    return float(dmd_loss(x, teacher, critic, b, t, torch.randn(shape, generator=g).to(device))["loss"])
+    return float(dmd_loss(x, teacher, critic, b, t, torch.randn(shape, generator=g).to(device),
+                          **(guidance or {}))["loss"])
 
 
 def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = False, echo: bool = True,
@@ -262,12 +283,14 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
         step = int(st["step"])
     if step >= sc.steps and os.path.isfile(final):
         return final
-    snet = dist.wrap(StudentObjective(student, teach, critic))
+    guid = real_guidance(sc)
+    snet = dist.wrap(StudentObjective(student, teach, critic, guid))
     cnet = dist.wrap(critic)
     start = step
     if log:
         log.write({"stage": "distill_resume" if st is not None else "distill_start", "step": step,
-                   "world": dist.world, "teacher": os.path.abspath(tp), "denoising_step_list": sc.denoising_step_list})
+                   "world": dist.world, "teacher": os.path.abspath(tp), "denoising_step_list": sc.denoising_step_list,
+                   "real_guidance": guid})
 
     def draw(shape):          # global draw from the shared generator, this rank's rows
         return torch.randn((sc.batch,) + tuple(shape[1:]), generator=gen)[mine].to(device)
@@ -306,7 +329,7 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
             critic_update()
         if log:
             log.write({"stage": "distill", "step": 0, "critic_warmup": sc.critic_warmup,
-                       "dmd_eval": dmd_eval(student, teach, critic, clips, timesteps, sigmas, 4, device)})
+                       "dmd_eval": dmd_eval(student, teach, critic, clips, timesteps, sigmas, 4, device, guidance=guid)})
     timer = Timer()
     acc: Dict[str, float] = {}
     n_acc = 0
@@ -339,7 +362,8 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
                 rec = {"stage": "distill", "step": step, **{k: v / n_acc for k, v in acc.items()}, "lr": lr,
                        "grad_norm": float(gn), "exit_step": ex, "seconds": round(timer(), 2)}
                 if step % (cfg.log_every * 10) == 0 or step == sc.steps:
-                    rec["dmd_eval"] = dmd_eval(student, teach, critic, clips, timesteps, sigmas, 4, device)
+                    rec["dmd_eval"] = dmd_eval(student, teach, critic, clips, timesteps, sigmas, 4, device,
+                                               guidance=guid)
                 log.write(rec)
             acc, n_acc = {}, 0
         if step % cfg.ckpt_every == 0 or step == sc.steps:
