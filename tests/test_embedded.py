@@ -222,3 +222,34 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
             and "action guidance (guidance 2, pitch guidance 4, keyboard guidance 1, guidance rescale 1)" in card
             and "4 steps [1000, 500, 150, 50]; batch 4, lr 5e-05, critic lr 0.0001, 2 critic updates" in card)
     assert "| distillation (student) | DMD loss of the full rollout on fixed clips 0.6720 (step 0) -> 0.1510 (step 600) |" in card
+    info["train"]["distill"]["phases"] = [          # the real score's guidance changed on a resume
+        {"step": 0, "real_guidance": {"guidance": 2, "pitch_guidance": 4, "keyboard_guidance": 1, "guidance_rescale": 1}},
+        {"step": 200, "real_guidance": {"guidance": 1.5, "pitch_guidance": 4, "keyboard_guidance": 1,
+                                        "guidance_rescale": 1}}]
+    write_card(str(out), info)
+    assert ("action guidance (guidance 2, pitch guidance 4, keyboard guidance 1, guidance rescale 1 from step 0; "
+            "guidance 1.5, pitch guidance 4, keyboard guidance 1, guidance rescale 1 from step 200)"
+            in out.read_text(encoding="utf-8"))
+
+
+def test_distill_figures_read_the_run_log(tmp_path):
+    """The card's distillation figures: last step, first/last fixed-clip DMD loss, and the real score's guidance
+    phases from the start/resume records (a resume with the same guidance is not a new phase)."""
+    from matrix_game_core.embedded.build import _distill_figures
+    from matrix_game_core.train.config import TrainConfig
+    cfg = TrainConfig.preset("embedded")
+    cfg.distill.guidance = 1.5
+    g2 = {"w": 2.0, "w_pitch": 4, "w_keys": 1, "rescale": 1.0}
+    recs = [{"stage": "distill_start", "step": 0, "real_guidance": g2},
+            {"stage": "distill", "step": 0, "dmd_eval": 0.67},
+            {"stage": "distill", "step": 100, "dmd_loss": 0.2, "dmd_eval": 0.2},
+            {"stage": "distill_resume", "step": 150, "real_guidance": g2},
+            {"stage": "distill", "step": 200, "dmd_loss": 0.19, "dmd_eval": 0.18},
+            {"stage": "distill_resume", "step": 200, "real_guidance": dict(g2, w=1.5)},
+            {"stage": "distill", "step": 250, "dmd_loss": 0.17}]
+    (tmp_path / "distill").mkdir()
+    (tmp_path / "distill" / "log.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    f = _distill_figures(str(tmp_path), cfg)
+    assert f["steps"] == 250 and f["dmd_eval"] == [0.67, 0.18] and f["dmd_eval_steps"] == [0, 200]
+    assert [p["step"] for p in f["phases"]] == [0, 200]
+    assert f["phases"][1]["real_guidance"]["guidance"] == 1.5 and f["real_guidance"]["guidance"] == 1.5

@@ -213,6 +213,22 @@ def test_dmd_real_score_guidance():
                                atol=1e-9)
 
 
+def test_student_is_sampled_without_the_teachers_guidance():
+    """A teacher shipped with a guided sampler: its student's config keeps the architecture, takes the
+    student's step list, and turns the sampler's guidance off (it is trained to be sampled unguided)."""
+    from matrix_game_core.train.distill import trainable_copy
+    teacher = _tiny_teacher(_cfg())
+    teacher.cfg.action_guidance, teacher.cfg.pitch_guidance, teacher.cfg.keyboard_guidance = 2.0, 4.0, 1.0
+    teacher.cfg.guidance_rescale, teacher.cfg.guidance_hold, teacher.cfg.guidance_steps = 1.0, 0.5, 3
+    student = trainable_copy(teacher, [1000, 500, 150, 50])
+    c = student.cfg
+    assert c.denoising_step_list == [1000, 500, 150, 50] and c.dim == teacher.cfg.dim
+    assert (c.action_guidance, c.pitch_guidance, c.keyboard_guidance) == (1.0, None, None)
+    assert (c.guidance_rescale, c.guidance_hold, c.guidance_steps) == (0.0, 0.0, None)
+    assert teacher.cfg.action_guidance == 2.0                       # the teacher is left as it was
+    torch.testing.assert_close(student.head.head.weight, teacher.head.head.weight)
+
+
 def test_distill_refuses_a_missing_or_foreign_teacher(tmp_path):
     from matrix_game_core.checkpoints import save_dit
     from matrix_game_core.train.distill import train_distill

@@ -59,13 +59,18 @@ def _distill_text(ds: Optional[Dict]) -> str:
     """The recipe's sentence on the distilled student (empty when the DiT itself ships)."""
     if not ds:
         return ""
-    rg = ds["real_guidance"]
-    guided = {k: v for k, v in rg.items() if v is not None}
+    def words(rg):
+        return ", ".join(f"{k.replace('_', ' ')} {float(v):g}" for k, v in rg.items() if v is not None)
+
+    if ds.get("phases"):
+        ph = ds["phases"]
+        guided = "; ".join(f"{words(p['real_guidance'])} from step {p['step']}" for p in ph)
+    else:
+        guided = words(ds["real_guidance"])
     return (f" The DiT was then distilled {ds['steps']} steps into the shipped student (`train distill`: "
             "Self-Forcing rollouts with its own KV cache, arXiv 2506.08009, and a DMD loss, arXiv 2311.18828, "
             "with a critic trained alongside, DMD2 arXiv 2405.14867), whose real score is the teacher under "
-            "action guidance (" + ", ".join(f"{k.replace('_', ' ')} {float(v):g}" for k, v in guided.items())
-            + f"), so that the student samples without guidance, one DiT pass per denoising step "
+            "action guidance (" + guided + f"), so that the student samples without guidance, one DiT pass per denoising step "
             f"({len(ds['denoising_step_list'])} steps {ds['denoising_step_list']}; batch {ds['batch']}, lr "
             f"{ds['lr']:g}, critic lr {ds['critic_lr']:g}, {ds['critic_steps']} critic updates per student update, "
             f"EMA {ds['ema']}).")
@@ -289,7 +294,17 @@ def _distill_figures(run: str, cfg) -> Dict:
     log = _read_log(os.path.join(run, "distill", "log.jsonl"))
     steps = [r for r in log if r.get("stage") == "distill" and "dmd_loss" in r]
     evals = [r for r in log if r.get("stage") == "distill" and "dmd_eval" in r]
-    return {"steps": steps[-1]["step"] if steps else 0, "batch": sc.batch, "lr": sc.lr, "critic_lr": sc.critic_lr,
+    phases = []                 # (first step, real-score guidance) of each (re)start that changed it
+    for r in log:
+        if r.get("stage") in ("distill_start", "distill_resume") and r.get("real_guidance") is not None:
+            rg = r["real_guidance"]
+            g = {"guidance": rg.get("w"), "pitch_guidance": rg.get("w_pitch"), "keyboard_guidance": rg.get("w_keys"),
+                 "guidance_rescale": rg.get("rescale")}
+            if phases and phases[-1]["step"] == r["step"]:
+                phases[-1]["real_guidance"] = g
+            elif not phases or phases[-1]["real_guidance"] != g:
+                phases.append({"step": r["step"], "real_guidance": g})
+    return {"phases": phases if len(phases) > 1 else None,"steps": steps[-1]["step"] if steps else 0, "batch": sc.batch, "lr": sc.lr, "critic_lr": sc.critic_lr,
             "critic_steps": sc.critic_steps, "ema": sc.ema, "denoising_step_list": list(sc.denoising_step_list),
             "real_guidance": {"guidance": sc.guidance, "pitch_guidance": sc.pitch_guidance,
                               "keyboard_guidance": sc.keyboard_guidance, "guidance_rescale": sc.guidance_rescale},

@@ -102,8 +102,13 @@ def load_teacher(path: str, cfg: TrainConfig) -> CausalWanModel:
 
 
 def student_config(teacher: CausalWanModel, steps) -> "CausalWanModel.cfg":
+    """The teacher's configuration with the student's ``denoising_step_list`` and its sampler's action
+    guidance off: the student is sampled as it was trained (one conditional pass per step; a guided
+    teacher's guidance is in its weights when the real score was guided)."""
     cfg = copy.deepcopy(teacher.cfg)
     cfg.denoising_step_list = [int(s) for s in steps]
+    cfg.action_guidance, cfg.pitch_guidance, cfg.keyboard_guidance = 1.0, None, None
+    cfg.guidance_steps, cfg.guidance_rescale, cfg.guidance_hold = None, 0.0, 0.0
     return cfg
 
 
