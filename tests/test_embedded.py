@@ -210,6 +210,9 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     assert ("DiT 54000 steps of diffusion forcing (the last 4000 warm-started from the previous model's weights, "
             "`train --init-from`) (batch") in out.read_text(encoding="utf-8")
     # a distilled student ships: the recipe says how, with the real score's guidance, and its DMD loss row
+    shipped_distill = info["train"].pop("distill", None)      # the shipped model is a student: its own figures
+    assert shipped_distill is None or shipped_distill["steps"] > 0
+    write_card(str(out), info)
     assert "distilled" not in out.read_text(encoding="utf-8")
     info["train"]["distill"] = {"steps": 600, "batch": 4, "lr": 5e-5, "critic_lr": 1e-4, "critic_steps": 2,
                                 "ema": 0.99, "denoising_step_list": [1000, 500, 150, 50],
@@ -246,7 +249,9 @@ def test_distill_figures_read_the_run_log(tmp_path):
             {"stage": "distill_resume", "step": 150, "real_guidance": g2},
             {"stage": "distill", "step": 200, "dmd_loss": 0.19, "dmd_eval": 0.18},
             {"stage": "distill_resume", "step": 200, "real_guidance": dict(g2, w=1.5)},
-            {"stage": "distill", "step": 250, "dmd_loss": 0.17}]
+            {"stage": "distill", "step": 250, "dmd_loss": 0.17},
+            {"stage": "distill", "step": 260, "dmd_loss": 0.16},       # ran past the last checkpoint (250) ...
+            {"stage": "distill_resume", "step": 250, "real_guidance": dict(g2, w=1.5), "world": 1}]   # ... and lost
     (tmp_path / "distill").mkdir()
     (tmp_path / "distill" / "log.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     f = _distill_figures(str(tmp_path), cfg)

@@ -517,3 +517,11 @@ def test_card_of_a_warm_started_run_counts_both_trainings(tmp_path):
     _merge_warm_start(str(tmp_path), train)
     assert (train["vae_steps"], train["vae_final"], train["decoder_steps"], train["dit_steps"],
             train["dit_warm_start_steps"], train["dit_final"]) == (2250, "loss 0.28", 300, 54000, 4000, "loss 0.2")
+    # a run that only distilled (no DiT step of its own): the DiT's figures are the source's
+    (tmp_path / "warm_start.json").write_text(json.dumps(
+        {"source": "/x", "source_train": {"vae_steps": 2250, "dit_steps": 50000, "dit_final": "loss 0.2052",
+                                          "encoded_shards": "91 (2766 clips)", "dit_mouse_gap": 0.047}}))
+    train = {"dit_steps": None, "dit_final": "loss nan", "encoded_shards": "60 (1801 clips)"}
+    _merge_warm_start(str(tmp_path), train)
+    assert (train["dit_steps"], train["dit_warm_start_steps"], train["dit_final"], train["encoded_shards"],
+            train["dit_mouse_gap"]) == (50000, 0, "loss 0.2052", "91 (2766 clips)", 0.047)

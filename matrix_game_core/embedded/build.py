@@ -71,7 +71,9 @@ def _distill_text(ds: Optional[Dict]) -> str:
             "Self-Forcing rollouts with its own KV cache, arXiv 2506.08009, and a DMD loss, arXiv 2311.18828, "
             "with a critic trained alongside, DMD2 arXiv 2405.14867), whose real score is the teacher under "
             "action guidance (" + guided + f"), so that the student samples without guidance, one DiT pass per denoising step "
-            f"({len(ds['denoising_step_list'])} steps {ds['denoising_step_list']}; batch {ds['batch']}, lr "
+            f"({len(ds['denoising_step_list'])} steps {ds['denoising_step_list']}; "
+            + (f"start frames and action tracks of the first {ds['episodes']} training episodes; "
+               if ds.get("episodes") else "") + f"batch {ds['batch']}, lr "
             f"{ds['lr']:g}, critic lr {ds['critic_lr']:g}, {ds['critic_steps']} critic updates per student update, "
             f"EMA {ds['ema']}).")
 
@@ -284,6 +286,11 @@ def _merge_warm_start(run: str, train: Dict) -> None:
             train[k] = src[k]
     own = train.get("dit_steps") or 0
     train["dit_warm_start_steps"] = own
+    if not own:        # the run trained no DiT steps of its own (e.g. it only distilled): the DiT is the source's
+        for k in ("dit_final", "dit_mouse_gap", "dit_batch", "encoded_shards", "ema", "dit_clip_latents",
+                  "mouse_init_gain"):
+            if src.get(k) is not None:
+                train[k] = src[k]
     if src.get("dit_steps"):
         train["dit_steps"] = int(src["dit_steps"]) + own
 
@@ -291,8 +298,12 @@ def _merge_warm_start(run: str, train: Dict) -> None:
 def _distill_figures(run: str, cfg) -> Dict:
     """The card's figures of the distillation stage (``RUN/distill/log.jsonl`` and ``cfg.distill``)."""
     sc = cfg.distill
-    log = _read_log(os.path.join(run, "distill", "log.jsonl"))
-    steps = [r for r in log if r.get("stage") == "distill" and "dmd_loss" in r]
+    log = []
+    for r in _read_log(os.path.join(run, "distill", "log.jsonl")):
+        if r.get("stage") == "distill_resume":      # what ran past the checkpoint resumed from was lost
+            log = [k for k in log if k.get("step", 0) <= r["step"]]
+        log.append(r)
+    steps = [r for r in log if r.get("stage") in ("distill", "distill_resume") and ("dmd_loss" in r or "world" in r)]
     evals = [r for r in log if r.get("stage") == "distill" and "dmd_eval" in r]
     phases = []                 # (first step, real-score guidance) of each (re)start that changed it
     for r in log:
@@ -304,7 +315,8 @@ def _distill_figures(run: str, cfg) -> Dict:
                 phases[-1]["real_guidance"] = g
             elif not phases or phases[-1]["real_guidance"] != g:
                 phases.append({"step": r["step"], "real_guidance": g})
-    return {"phases": phases if len(phases) > 1 else None,"steps": steps[-1]["step"] if steps else 0, "batch": sc.batch, "lr": sc.lr, "critic_lr": sc.critic_lr,
+    return {"phases": phases if len(phases) > 1 else None, "steps": max(r["step"] for r in steps) if steps else 0,
+            "batch": sc.batch, "lr": sc.lr, "critic_lr": sc.critic_lr,
             "critic_steps": sc.critic_steps, "ema": sc.ema, "denoising_step_list": list(sc.denoising_step_list),
             "real_guidance": {"guidance": sc.guidance, "pitch_guidance": sc.pitch_guidance,
                               "keyboard_guidance": sc.keyboard_guidance, "guidance_rescale": sc.guidance_rescale},
@@ -375,9 +387,9 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
                                   f"{devl['eval_mouse_gap']:+.4f}" if devl.get("eval_mouse_gap") is not None else ""),
                   **dec},
         "eval": ev, "speed": sp}
-    _merge_warm_start(run, info["train"])
     if model == "student":
-        info["train"]["distill"] = _distill_figures(run, cfg)
+        info["train"]["distill"] = dict(_distill_figures(run, cfg), episodes=enc)
+    _merge_warm_start(run, info["train"])
     write_card(os.path.join(dest, os.path.basename(CARD_FILE)), info)
     with open(os.path.join(dest, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=1)
