@@ -335,9 +335,9 @@ class MatrixGameSampler(io.ComfyNode):
                                        "then every block replays the compiled graphs."),
                 io.Float.Input("action_guidance", default=0.0, min=0.0, max=20.0, step=0.5, advanced=True, optional=True,
                                tooltip="How strongly the picture follows the keys and mouse (classifier-free guidance "
-                                       "on the actions): 0 = the model's own (the embedded ViZDoom model's card gives "
-                                       "its value; official models: 1 = off). Above 1 every denoising step runs the "
-                                       "model twice."),
+                                       "on the actions): 0 = the model's own (1 = off for the official models and the "
+                                       "embedded ViZDoom model, a student with its guidance distilled in). Above 1 "
+                                       "every denoising step runs the model twice."),
                 io.Float.Input("pitch_guidance", default=0.0, min=0.0, max=20.0, step=0.5, advanced=True, optional=True,
                                tooltip="A separate guidance scale for looking up/down (the mouse pitch), for models "
                                        "that follow the pitch more weakly than turns: 0 = the model's own (unset: "
