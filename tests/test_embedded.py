@@ -133,6 +133,14 @@ def test_install_casts_and_enforces_the_budget(tmp_path):
     from matrix_game_core.checkpoints import load_dit
     shipped = load_dit(str(tmp_path / "dest_s" / "dit" / "model.safetensors"), mode="universal", dtype=torch.float32)
     torch.testing.assert_close(shipped.head.head.weight, student.head.head.weight.half().float())
+    # ... or interpolated with its teacher (export/dit): w * student + (1 - w) * teacher, then cast
+    embedded.install_from_export(str(exp), str(tmp_path / "dest_b"), model="student", student_weight=0.75)
+    blended = load_dit(str(tmp_path / "dest_b" / "dit" / "model.safetensors"), mode="universal", dtype=torch.float32)
+    torch.testing.assert_close(blended.head.head.weight,
+                               (0.75 * student.head.head.weight + 0.25 * comp.dit.head.head.weight).half().float())
+    for bad, what in ((1.5, "student"), (0.5, "dit")):
+        with pytest.raises(MatrixGameError, match="student weight must be in"):
+            embedded.install_from_export(str(exp), str(tmp_path / "dest_y"), model=what, student_weight=bad)
     with pytest.raises(MatrixGameError, match="model must be 'dit' or 'student'"):
         embedded.install_from_export(str(exp), str(tmp_path / "dest_x"), model="teacher")
     old = embedded.MAX_BYTES
@@ -225,6 +233,11 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
             and "action guidance (guidance 2, pitch guidance 4, keyboard guidance 1, guidance rescale 1)" in card
             and "4 steps [1000, 500, 150, 50]; batch 4, lr 5e-05, critic lr 0.0001, 2 critic updates" in card)
     assert "| distillation (student) | DMD loss of the full rollout on fixed clips 0.6720 (step 0) -> 0.1510 (step 600) |" in card
+    assert "interpolated with the teacher" not in card
+    info["train"]["distill"]["student_weight"] = 0.75
+    write_card(str(out), info)
+    assert "0.75 x student + 0.25 x teacher (WiSE-FT" in out.read_text(encoding="utf-8")
+    info["train"]["distill"]["student_weight"] = 1.0
     info["train"]["distill"]["phases"] = [          # the real score's guidance changed on a resume
         {"step": 0, "real_guidance": {"guidance": 2, "pitch_guidance": 4, "keyboard_guidance": 1, "guidance_rescale": 1}},
         {"step": 200, "real_guidance": {"guidance": 1.5, "pitch_guidance": 4, "keyboard_guidance": 1,

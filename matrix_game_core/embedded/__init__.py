@@ -113,20 +113,47 @@ def _cast_file(src: str, dst: str, dtype: torch.dtype) -> int:
     return os.path.getsize(dst)
 
 
+def _blend_file(student: str, teacher: str, dst: str, w: float, dtype: torch.dtype) -> int:
+    """``w * student + (1 - w) * teacher``, tensor by tensor in float32 (weight-space interpolation of a
+    fine-tuned model with its start, WiSE-FT: Wortsman et al., arXiv 2109.01903), cast to ``dtype``.
+
+    Raises:
+        MatrixGameError: the two files hold different tensors (not a student of this teacher)."""
+    from safetensors.torch import load_file, save_file
+    s, t = load_file(student), load_file(teacher)
+    if set(s) != set(t) or any(s[k].shape != t[k].shape for k in s):
+        raise MatrixGameError(f"{student} and {teacher} hold different tensors: a student can only be blended "
+                              f"with its own teacher (the run's export/dit).")
+    sd = {k: ((w * v.float() + (1.0 - w) * t[k].float()).to(dtype) if v.is_floating_point() else v).contiguous()
+          for k, v in s.items()}
+    tmp = dst + ".tmp"
+    save_file(sd, tmp, metadata={"format": "pt"})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, dst)
+    return os.path.getsize(dst)
+
+
 def install_from_export(export_dir: str, dest: str = ROOT, dtype: torch.dtype = FILE_DTYPE,
-                        fps: Optional[float] = None, denoising_step_list=None, model: str = "dit") -> Dict[str, int]:
+                        fps: Optional[float] = None, denoising_step_list=None, model: str = "dit",
+                        student_weight: float = 1.0) -> Dict[str, int]:
     """Copy a training export (``RUN/export``: ``dit/``, ``vae.safetensors``, ``NOTICE.md``) into
     ``dest`` with the weights cast to ``dtype``. Returns the file sizes in bytes.
 
     ``fps`` / ``denoising_step_list`` are written into the shipped ``config.json`` when given.
     ``model``: ``"dit"`` (the diffusion-forcing DiT, ``export/dit``) or ``"student"`` (the distilled
     student of ``train distill``, ``export/student``); either is installed as ``dest/dit``.
+    ``student_weight`` < 1 installs the student's weights interpolated with its teacher's
+    (``export/dit``): ``w * student + (1 - w) * teacher`` (:func:`_blend_file`), a point between the
+    teacher's fidelity and the student's following and free-play contrast.
 
     Raises:
         MatrixGameError: missing export files, or weights over :data:`MAX_BYTES` together.
     """
     if model not in ("dit", "student"):
         raise MatrixGameError(f"model must be 'dit' or 'student' (got {model!r}).")
+    if not 0.0 <= student_weight <= 1.0 or (student_weight != 1.0 and model != "student"):
+        raise MatrixGameError(f"student weight must be in [0, 1] and is only for model 'student' (got "
+                              f"{student_weight:g} for {model!r}).")
     need = [os.path.join(export_dir, p) for p in (f"{model}/model.safetensors", f"{model}/config.json",
                                                   "vae.safetensors")]
     for p in need:
@@ -135,7 +162,13 @@ def install_from_export(export_dir: str, dest: str = ROOT, dtype: torch.dtype = 
                     if model == "student" and "student" in p else "run `python -m matrix_game_core.train export`")
             raise MatrixGameError(f"{p} is missing; {hint} first.")
     os.makedirs(os.path.join(dest, "dit"), exist_ok=True)
-    sizes = {"dit/model.safetensors": _cast_file(need[0], os.path.join(dest, "dit", "model.safetensors"), dtype),
+    dit_dst = os.path.join(dest, "dit", "model.safetensors")
+    teacher = os.path.join(export_dir, "dit", "model.safetensors")
+    if student_weight != 1.0 and not os.path.isfile(teacher):
+        raise MatrixGameError(f"{teacher} is missing: blending the student needs its teacher; run "
+                              f"`python -m matrix_game_core.train export` first.")
+    sizes = {"dit/model.safetensors": (_cast_file(need[0], dit_dst, dtype) if student_weight == 1.0
+                                       else _blend_file(need[0], teacher, dit_dst, student_weight, dtype)),
              "vae.safetensors": _cast_file(need[2], os.path.join(dest, "vae.safetensors"), dtype)}
     with open(need[1], "r", encoding="utf-8") as f:
         cfg = json.load(f)

@@ -75,7 +75,11 @@ def _distill_text(ds: Optional[Dict]) -> str:
             + (f"start frames and action tracks of the first {ds['episodes']} training episodes; "
                if ds.get("episodes") else "") + f"batch {ds['batch']}, lr "
             f"{ds['lr']:g}, critic lr {ds['critic_lr']:g}, {ds['critic_steps']} critic updates per student update, "
-            f"EMA {ds['ema']}).")
+            f"EMA {ds['ema']})."
+            + (f" The shipped weights are the student's interpolated with the teacher's, {ds['student_weight']:g} x "
+               f"student + {1 - ds['student_weight']:g} x teacher (WiSE-FT, arXiv 2109.01903), a point between the "
+               "teacher's next-block fidelity and the student's following and free-play contrast."
+               if ds.get("student_weight") not in (None, 1.0) else ""))
 
 
 def write_card(path: str, info: Dict) -> None:
@@ -194,9 +198,10 @@ def _read_log(path: str) -> List[Dict]:
 def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[int]] = None,
                 guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
                 keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None,
-                guidance_hold: Optional[float] = None, model: str = "dit"):
+                guidance_hold: Optional[float] = None, model: str = "dit", student_weight: float = 1.0):
     """Export ``run`` and install it into ``dest`` with the sampler settings given (no evaluation);
-    ``model`` ``"student"`` installs the distilled student instead of the DiT.
+    ``model`` ``"student"`` installs the distilled student instead of the DiT (``student_weight`` < 1:
+    interpolated with its teacher, :func:`~matrix_game_core.embedded.install_from_export`).
     Returns ``(train config, installed DiT config.json dict, file sizes)``."""
     from ..data.shards import read_manifest
     from ..train.__main__ import load_run_config, run_stages
@@ -204,7 +209,7 @@ def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[
     cfg = load_run_config(run, "embedded", [])
     run_stages(["export"], data, run, cfg, "cpu", echo=True)
     sizes = install_from_export(os.path.join(run, "export"), dest, fps=float(read_manifest(data)["fps"]),
-                                denoising_step_list=steps, model=model)
+                                denoising_step_list=steps, model=model, student_weight=student_weight)
     cj = set_sampler(dest, None, guidance, pitch_guidance, keyboard_guidance, guidance_rescale, guidance_hold,
                      cond_latent_frames=cfg.dit.cond_latents)
     return cfg, cj, sizes
@@ -328,13 +333,13 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
           rollout_seconds: float = 10.0, dest: str = ROOT, hardware: str = "2 CPU cores",
           guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
           keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None,
-          guidance_hold: Optional[float] = None, model: str = "dit") -> Dict:
+          guidance_hold: Optional[float] = None, model: str = "dit", student_weight: float = 1.0) -> Dict:
     """Export ``run``, install it (``model``: ``"dit"`` or the distilled ``"student"``) into ``dest``,
     evaluate and write the model card. Returns the info."""
     from ..data.shards import read_manifest
 
     cfg, cj, sizes = install_run(run, data, dest, steps, guidance, pitch_guidance, keyboard_guidance,
-                                 guidance_rescale, guidance_hold, model)
+                                 guidance_rescale, guidance_hold, model, student_weight)
     m = read_manifest(data)
     comp = load(root=dest)
     ev = evaluate_embedded(comp, heldout, clips=clips, rollout_seconds=rollout_seconds, steps=steps)
@@ -388,7 +393,7 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
                   **dec},
         "eval": ev, "speed": sp}
     if model == "student":
-        info["train"]["distill"] = dict(_distill_figures(run, cfg), episodes=enc)
+        info["train"]["distill"] = dict(_distill_figures(run, cfg), episodes=enc, student_weight=student_weight)
     _merge_warm_start(run, info["train"])
     write_card(os.path.join(dest, os.path.basename(CARD_FILE)), info)
     with open(os.path.join(dest, "metrics.json"), "w", encoding="utf-8") as f:
@@ -415,6 +420,9 @@ def main(argv=None) -> int:
                     help="guidance hold to ship, 0 (classic guidance) to 1 (matrix_game_core/guidance.py)")
     ap.add_argument("--model", default="dit", choices=("dit", "student"),
                     help="what to ship: the diffusion-forcing DiT or the distilled student (train distill)")
+    ap.add_argument("--student-weight", type=float, default=1.0,
+                    help="with --model student: ship w * student + (1 - w) * teacher weights (WiSE-FT weight "
+                         "interpolation; 1 = the student as distilled)")
     ap.add_argument("--clips", type=int, default=8, help="held-out clips for next-block and action following")
     ap.add_argument("--rollout-seconds", type=float, default=10.0)
     ap.add_argument("--dest", default=ROOT, help="where to install (default: the package's embedded folder)")
@@ -441,7 +449,8 @@ def main(argv=None) -> int:
     if a.install_only:
         try:
             _, _, sizes = install_run(a.run, a.data, a.dest, steps, a.guidance, a.pitch_guidance,
-                                      a.keyboard_guidance, a.guidance_rescale, a.guidance_hold, a.model)
+                                      a.keyboard_guidance, a.guidance_rescale, a.guidance_hold, a.model,
+                                      a.student_weight)
         except MatrixGameError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -449,7 +458,8 @@ def main(argv=None) -> int:
         return 0
     try:
         info = build(a.run, a.data, a.heldout, steps, a.clips, a.rollout_seconds, a.dest, a.hardware, a.guidance,
-                     a.pitch_guidance, a.keyboard_guidance, a.guidance_rescale, a.guidance_hold, a.model)
+                     a.pitch_guidance, a.keyboard_guidance, a.guidance_rescale, a.guidance_hold, a.model,
+                     a.student_weight)
     except MatrixGameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
