@@ -202,7 +202,14 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     card = out.read_text(encoding="utf-8")
     assert "| held 3 blocks |" not in card and "each command held" not in card
     held = {k: dict(v, n=8, correct=4, accuracy=0.5) for k, v in info["eval"]["action_following"].items()}
-    info["eval"].update(action_following_held=held, held_blocks=3)
+    # an unguided sampler (the distilled student) has no "without guidance" column; a guided one has
+    info["eval"].update(action_following_unguided=None, action_following_held=held, held_blocks=3)
+    write_card(str(out), info)
+    card = out.read_text(encoding="utf-8")
+    assert "| picture motion the commanded way | held 3 blocks | recorded play |" in card
+    assert "beside, as the ceiling, the evaluator" in card and "beside the same model without guidance" not in card
+    assert [ln for ln in card.splitlines() if ln.startswith("| turn left |")][0].count("|") == 8
+    info["eval"].update(action_following_unguided={k: dict(v, accuracy=0.25) for k, v in held.items()})
     info["config"].update(guidance_hold=0.5)
     write_card(str(out), info)
     card = out.read_text(encoding="utf-8")

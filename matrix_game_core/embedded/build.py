@@ -142,18 +142,21 @@ def write_card(path: str, info: Dict) -> None:
             ("round_trip", "ceiling: the recorded block through this VAE (encode + decode)"))
     L += [f"| {label} | {ev['next_block'][k]['psnr']:.2f} dB | {ev['next_block'][k]['ssim']:.3f} |"
           for k, label in rows if k in ev["next_block"]]
+    has_off = bool(ev.get("action_following_unguided"))        # an unguided sampler has no such column
     L += [
           "", f"Action following (benchmark script: an idle block, then turn left, turn right, look up, look down, "
-          f"twice; the sampler's {_guidance_text(ev)}), beside the same model without "
-          "guidance and, as the ceiling, the evaluator on each clip's recorded play under its own recorded mouse "
+          f"twice; the sampler's {_guidance_text(ev)}), beside"
+          + (" the same model without guidance and," if has_off else ",") +
+          " as the ceiling, the evaluator on each clip's recorded play under its own recorded mouse "
           "track (201 frames), as recorded and after a round trip through this VAE"
           + (f"; and with each command held {ev['held_blocks']} blocks in a row (a player holding the key: its "
              f"blocks after the first, where the motion must go on; blocks in brackets)"
              if ev.get("action_following_held") else "") + ":", "",
           "| action following | blocks | accuracy | picture motion the commanded way "
           + (f"| held {ev['held_blocks']} blocks " if ev.get("action_following_held") else "")
-          + "| without guidance | recorded play | recorded, VAE round trip |",
-          "|---|---|---|---|" + ("---|" if ev.get("action_following_held") else "") + "---|---|---|"]
+          + ("| without guidance " if has_off else "") + "| recorded play | recorded, VAE round trip |",
+          "|---|---|---|---|" + ("---|" if ev.get("action_following_held") else "") + ("---|" if has_off else "")
+          + "---|---|"]
     pct = lambda v: f"{_fmt(None if v['accuracy'] is None else 100 * v['accuracy'], 0)} %"  # noqa: E731
     off, rec, rt, held = (ev.get(k) or {} for k in ("action_following_unguided", "action_following_recorded",
                                                      "action_following_round_trip", "action_following_held"))
@@ -161,7 +164,7 @@ def write_card(path: str, info: Dict) -> None:
         v = af[k]
         need = 1e-3 * (c["video_size"][1] if k.startswith("turn") else c["video_size"][0])
         extra = [pct(d[k]) + (f" ({d[k]['n']})" if d is not off else "") if k in d else "-"
-                 for d in ((held,) if held else ()) + (off, rec, rt)]
+                 for d in ((held,) if held else ()) + ((off,) if has_off else ()) + (rec, rt)]
         L.append(f"| {k.replace('_', ' ')} | {v['n']} | {pct(v)} "
                  f"| {_fmt(v.get('toward_px'), 3)} px/frame (followed from {need:.3f}) | " + " | ".join(extra) + " |")
     ro = ev["rollout"]
@@ -308,7 +311,7 @@ def _distill_figures(run: str, cfg) -> Dict:
         if r.get("stage") == "distill_resume":      # what ran past the checkpoint resumed from was lost
             log = [k for k in log if k.get("step", 0) <= r["step"]]
         log.append(r)
-    steps = [r for r in log if r.get("stage") in ("distill", "distill_resume") and ("dmd_loss" in r or "world" in r)]
+    steps = [r for r in log if r.get("stage") == "distill_resume" or "dmd_loss" in r]
     evals = [r for r in log if r.get("stage") == "distill" and "dmd_eval" in r]
     phases = []                 # (first step, real-score guidance) of each (re)start that changed it
     for r in log:
