@@ -113,6 +113,9 @@ def test_mouse_init_gain_scales_only_the_mouse_columns():
         torch.testing.assert_close(b[k][:, hid:], 10 * a[k][:, hid:])
     assert b[changed[0]].shape[1] == hid + 2 * 12                                  # 12-row window of (pitch, yaw)
     assert DiTStage().mouse_init_gain == 10.0 and TrainConfig.preset("embedded").dit.mouse_init_gain == 10.0
+    ds = TrainConfig.preset("embedded").distill         # the shipped student's recipe (docs §3h)
+    assert (ds.steps, ds.denoising_step_list, ds.guidance, ds.pitch_guidance, ds.keyboard_guidance,
+            ds.guidance_rescale) == (500, [1000, 500, 150, 50], 2.0, 4.0, 1.0, 1.0)
 
 
 def test_eval_mouse_gap_is_zero_without_a_mouse_path_and_grows_with_one(tmp_path):

@@ -217,6 +217,13 @@ class TrainConfig:
                                     # what the shipped run uses since step 4,750 (docs/data_and_training.md §3b)
                                     batch=4, steps=40_000, lr=5e-4, warmup=300, ema=0.998, action_lr_mult=3.0,
                                     denoising_step_list=[1000, 750, 500, 250]),
+                       # the shipped student (docs/data_and_training.md §3h): the teacher's own 4 steps, the real
+                       # score under the guidance its sampler used (keys 1, yaw 2, pitch 4, rescale 1); ~4 s a
+                       # step on 2 CPU cores. The shipped run lowered the yaw scale to 1.5 from step 200.
+                       distill=DistillStage(steps=500, batch=4, lr=5e-5, critic_lr=1e-4, warmup=20, ema=0.99,
+                                            critic_steps=2, critic_warmup=10,
+                                            denoising_step_list=[1000, 500, 150, 50], guidance=2.0,
+                                            pitch_guidance=4.0, keyboard_guidance=1.0, guidance_rescale=1.0),
                        log_every=25, ckpt_every=250)
         if name == "smoke":
             return cls(vae=VAEStage(dim=8, clip_frames=5, crop=None, batch=2, steps=150, lr=3e-4, warmup=5,
