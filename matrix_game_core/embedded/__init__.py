@@ -102,15 +102,20 @@ def load(device="cpu", dtype: torch.dtype = torch.float32, attention_backend: st
     return Components(dit, vae, None, f"{NAME}: trained on Freedoom (ViZDoom) play, {w}x{h}")
 
 
-def _cast_file(src: str, dst: str, dtype: torch.dtype) -> int:
-    from safetensors.torch import load_file, save_file
-    sd = load_file(src)
-    sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+def _save_file(sd: Dict[str, torch.Tensor], dst: str) -> int:
+    """Write a state dict to ``dst`` atomically (readable by everyone); returns its size in bytes."""
+    from safetensors.torch import save_file
     tmp = dst + ".tmp"
     save_file(sd, tmp, metadata={"format": "pt"})
     os.chmod(tmp, 0o644)                      # readable by everyone, like the rest of the package
     os.replace(tmp, dst)
     return os.path.getsize(dst)
+
+
+def _cast_file(src: str, dst: str, dtype: torch.dtype) -> int:
+    from safetensors.torch import load_file
+    return _save_file({k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+                       for k, v in load_file(src).items()}, dst)
 
 
 def _blend_file(student: str, teacher: str, dst: str, w: float, dtype: torch.dtype) -> int:
@@ -119,18 +124,13 @@ def _blend_file(student: str, teacher: str, dst: str, w: float, dtype: torch.dty
 
     Raises:
         MatrixGameError: the two files hold different tensors (not a student of this teacher)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     s, t = load_file(student), load_file(teacher)
     if set(s) != set(t) or any(s[k].shape != t[k].shape for k in s):
         raise MatrixGameError(f"{student} and {teacher} hold different tensors: a student can only be blended "
                               f"with its own teacher (the run's export/dit).")
-    sd = {k: ((w * v.float() + (1.0 - w) * t[k].float()).to(dtype) if v.is_floating_point() else v).contiguous()
-          for k, v in s.items()}
-    tmp = dst + ".tmp"
-    save_file(sd, tmp, metadata={"format": "pt"})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, dst)
-    return os.path.getsize(dst)
+    return _save_file({k: ((w * v.float() + (1.0 - w) * t[k].float()).to(dtype) if v.is_floating_point()
+                           else v).contiguous() for k, v in s.items()}, dst)
 
 
 def install_from_export(export_dir: str, dest: str = ROOT, dtype: torch.dtype = FILE_DTYPE,
@@ -147,7 +147,9 @@ def install_from_export(export_dir: str, dest: str = ROOT, dtype: torch.dtype = 
     teacher's fidelity and the student's following and free-play contrast.
 
     Raises:
-        MatrixGameError: missing export files, or weights over :data:`MAX_BYTES` together.
+        MatrixGameError: missing export files (``export/student``; ``export/dit`` to blend with), an
+            unknown ``model``, a ``student_weight`` outside [0, 1] or given for the DiT, a student whose
+            tensors differ from its teacher's, or weights over :data:`MAX_BYTES` together.
     """
     if model not in ("dit", "student"):
         raise MatrixGameError(f"model must be 'dit' or 'student' (got {model!r}).")

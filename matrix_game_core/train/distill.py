@@ -188,11 +188,13 @@ def dmd_loss(x: torch.Tensor, teacher: CausalWanModel, critic: CausalWanModel, b
         xt = ((1 - s) * x + s * eps).detach()
         ts = t.float().view(b, 1).expand(b, n).to(x.device)
         vc = torch.zeros(b, 1, teacher.cfg.img_dim, device=x.device)
-        args = (ts, batch["cond"], vc, batch["keyboard"], batch["mouse"], 0, None)
-        v_real = guided_flow(lambda k, m: teacher(xt, ts, batch["cond"], vc, k, m, 0, None), batch["keyboard"],
-                             batch["mouse"], w, w_pitch, w_keys, rescale=rescale, x=xt, sigma=s)
+        def flow(model, kb, ms):
+            return model(xt, ts, batch["cond"], vc, kb, ms, 0, None)
+
+        v_real = guided_flow(lambda k, m: flow(teacher, k, m), batch["keyboard"], batch["mouse"], w, w_pitch,
+                             w_keys, rescale=rescale, x=xt, sigma=s)
         real = xt - s * v_real.float()                      # x0 predictions from the flow: x0 = x_t - sigma v
-        fake = xt - s * critic(xt, *args).float()
+        fake = xt - s * flow(critic, batch["keyboard"], batch["mouse"]).float()
         norm = (x.detach().float() - real).abs().mean(dim=(1, 2, 3, 4), keepdim=True)
         g = torch.nan_to_num((fake - real) / norm.clamp_min(1e-8))
     loss = 0.5 * F.mse_loss(x.double(), (x.double() - g.double()).detach())
