@@ -229,6 +229,91 @@ def test_student_is_sampled_without_the_teachers_guidance():
     torch.testing.assert_close(student.head.head.weight, teacher.head.head.weight)
 
 
+def test_data_regression_is_teacher_forced_next_block_prediction():
+    """The data regression's batch: per clip one target block noised at one of the student's warped
+    timesteps, the blocks before it clean (t = 0, the teacher-forced context), the loss on that block
+    only; the loss is the x0 MSE of the student's prediction of that block, which the KV-cached
+    sampler's first step makes from the same context and noise (a test of what is regressed)."""
+    from matrix_game_core.sampling import FlowMatchScheduler
+    from matrix_game_core.train.distill import regression_batch, regression_loss
+    m = _tiny_teacher(_cfg())
+    sched = FlowMatchScheduler(m.cfg.timestep_shift)
+    ts = sched.warp([1000, 500, 150, 50])
+    sig = [sched.sigma(float(t)) for t in ts]
+    g = torch.Generator().manual_seed(0)
+    b, n = 64, 6
+    lat = torch.randn(b, 16, n, 4, 8, generator=g)
+    mask = torch.zeros(b, 4, n, 4, 8)
+    mask[:, :, 0] = 1
+    batch = {"latents": lat, "cond": torch.cat([mask, torch.randn(b, 16, n, 4, 8, generator=g)], 1),
+             "keyboard": (torch.rand(b, 21, 4, generator=g) > 0.5).float(), "mouse": torch.randn(b, 21, 2) * 0.1}
+    rb = regression_batch(batch, ts, sig, 3, torch.Generator().manual_seed(1))
+    allowed = {round(float(t), 3) for t in ts}
+    blocks_seen, steps_seen = set(), set()
+    for i in range(b):
+        lm, tt, ss = rb["loss_mask"][i], rb["timestep"][i], rb["sigma"][i]
+        k = int(lm.nonzero()[0]) // 3
+        assert lm.tolist() == [1.0 if j // 3 == k else 0.0 for j in range(n)]
+        assert (tt[:3 * k] == 0).all() and (ss[:3 * k] == 0).all()            # clean context
+        assert round(float(tt[3 * k]), 3) in allowed and (tt[3 * k:] == tt[3 * k]).all()
+        assert float(ss[3 * k]) == pytest.approx(float(sched.sigma(float(tt[3 * k]))), abs=1e-6)
+        blocks_seen.add(k)
+        steps_seen.add(round(float(tt[3 * k]), 3))
+    assert blocks_seen == {0, 1} and steps_seen == allowed
+    # the loss by hand: x0 = x_t - sigma v on the target block
+    one = {k: v[:2] for k, v in rb.items()}
+    s = one["sigma"].view(2, 1, n, 1, 1)
+    xt = (1 - s) * one["latents"] + s * one["noise"]
+    with torch.no_grad():
+        v = m(xt, one["timestep"], one["cond"], torch.zeros(2, 1, m.cfg.img_dim), one["keyboard"], one["mouse"], 0,
+              None)
+        got = regression_loss(m, one, m.cfg.img_dim)
+    per = ((xt - s * v - one["latents"]) ** 2).mean(dim=(1, 3, 4))
+    want = (per * one["loss_mask"]).sum() / one["loss_mask"].sum()
+    torch.testing.assert_close(got, want)
+    # a model that predicts the recorded block exactly has no regression loss; a wrong one has
+    exact = one["noise"] - one["latents"]                 # the flow whose x0 is the recorded latents
+    with torch.no_grad():
+        class Oracle(torch.nn.Module):
+            def forward(self, *a):
+                return exact
+        assert float(regression_loss(Oracle(), one, m.cfg.img_dim)) < 1e-10
+        assert float(got) > 0.01
+
+
+def test_distill_with_data_regression_from_a_student(tmp_path):
+    """`regression_weight` adds the data regression to the student's loss (logged beside the DMD
+    loss); `student_init` starts the student from other weights than the teacher's (the critic stays
+    the teacher): with lr 0 the exported student is exactly those weights."""
+    from matrix_game_core.checkpoints import load_dit
+    from matrix_game_core.train.dit import write_dit
+    from matrix_game_core.train.distill import train_distill
+    run = str(tmp_path / "run")
+    _fake_latents(run)
+    cfg = _cfg()
+    teacher = _tiny_teacher(cfg)
+    write_dit(teacher, os.path.join(run, "dit"))
+    other = _tiny_teacher(cfg)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.01)
+    write_dit(other, str(tmp_path / "earlier_student"))
+    cfg.distill.steps, cfg.distill.batch, cfg.distill.critic_steps = 2, 2, 1
+    cfg.distill.lr, cfg.distill.regression_weight, cfg.distill.ema = 0.0, 0.5, 0.0
+    out = train_distill(run, cfg, torch.device("cpu"), echo=False,
+                        student_init=str(tmp_path / "earlier_student"))
+    recs = _log(run, "distill")
+    start = [r for r in recs if r["stage"] == "distill_start"][0]
+    assert start["regression_weight"] == 0.5 and start["student_init"].endswith(
+        os.path.join("earlier_student", "model.safetensors"))
+    steps = [r for r in recs if r["stage"] == "distill" and "dmd_loss" in r]
+    assert steps and all(np.isfinite(r["regression_loss"]) and r["regression_loss"] > 0 for r in steps)
+    got, want = load_dit(out, dtype=torch.float32).state_dict(), other.state_dict()
+    assert got.keys() == want.keys()
+    for k, v in got.items():
+        torch.testing.assert_close(v, want[k].float(), msg=k)
+
+
 def test_distill_refuses_a_missing_or_foreign_teacher(tmp_path):
     from matrix_game_core.checkpoints import save_dit
     from matrix_game_core.train.distill import train_distill

@@ -84,7 +84,7 @@ def load_run_config(out: str, preset: str, overrides, vae_steps=None, dit_steps=
 
 
 def run_stages(stages, data: str, out: str, cfg: TrainConfig, device_name: str = "auto", bf16: bool = False,
-               echo: bool = True, dist=None, teacher=None) -> dict:
+               echo: bool = True, dist=None, teacher=None, student_init=None) -> dict:
     """Run the named stages in order; returns paths of what was written.
 
     ``dist``: a :class:`~.distributed.Dist` (data parallel under torchrun); None: one process on
@@ -121,7 +121,8 @@ def run_stages(stages, data: str, out: str, cfg: TrainConfig, device_name: str =
     if "dit" in stages:
         res["dit"] = train_dit(out, cfg, dev, bf16, echo, dist=dist)
     if "distill" in stages:
-        res["distill"] = train_distill(out, cfg, dev, bf16, echo, dist=dist, teacher=teacher)
+        res["distill"] = train_distill(out, cfg, dev, bf16, echo, dist=dist, teacher=teacher,
+                                         student_init=student_init)
     if "export" in stages:
         if dist.is_main:
             from .common import JsonlLog
@@ -149,6 +150,9 @@ def main(argv=None) -> int:
     p.add_argument("--distill-steps", type=int, default=None)
     p.add_argument("--teacher", default=None,
                    help="distill: the teacher DiT (model.safetensors or its folder; default RUN/dit/model.safetensors)")
+    p.add_argument("--student-init", default=None, metavar="DIT",
+                   help="distill, new run only: start the student from this DiT (model.safetensors or its folder, the "
+                        "teacher's architecture; e.g. an earlier student) instead of the teacher")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
                    help="warm start a new run folder from an installed model (e.g. matrix_game_core/embedded/vizdoom) "
@@ -177,7 +181,7 @@ def main(argv=None) -> int:
         stages = (["vae", "decoder", "latents", "dit", "distill", "export"] if a.stage == "all"
                   else [a.stage])
         res = run_stages(stages, a.data, a.out, cfg, a.device, a.bf16, echo=not a.quiet, dist=dist,
-                         teacher=a.teacher)
+                         teacher=a.teacher, student_init=a.student_init)
         if dist.is_main:
             print(json.dumps({k: (v if isinstance(v, str) else "ok") for k, v in res.items()}))
     except MatrixGameError as e:

@@ -155,6 +155,10 @@ class DistillStage:
     pitch_guidance: Optional[float] = None     # None: = guidance
     keyboard_guidance: Optional[float] = None  # None: = guidance
     guidance_rescale: float = 0.0              # arXiv 2305.08891 (0 = off)
+    # data regression beside DMD (DMD, arXiv 2311.18828 eq. 9 regresses onto teacher ODE outputs; here
+    # onto recorded latents): teacher-forced x0 MSE of one recorded block per clip, earlier blocks
+    # clean, the block noised at one of the student's own timesteps. 0 = pure DMD.
+    regression_weight: float = 0.0
 
 
 @dataclass

@@ -30,12 +30,22 @@ loss, on the causal architecture with KV caches. This stage does the same for a 
   rule): trained alongside on the student's rollouts (no gradient to the student) with the
   teacher's own diffusion-forcing flow loss (:func:`~.dit.flow_loss`), ``critic_steps`` updates per
   student update. Conditions (start image latents, actions) come from the latent clips; their
-  video latents are not used (DMD2 §4.5: the generator's inputs are simulated, not data).
+  video latents are not used (DMD2 §4.5: the generator's inputs are simulated, not data);
+* **data regression** (``distill.regression_weight`` > 0; :func:`regression_batch`,
+  :func:`regression_loss`): beside the DMD loss the student regresses recorded blocks from
+  recorded context: per clip one block, the blocks before it clean (what the KV cache holds in
+  teacher-forced next-block prediction), the block noised at one of the student's own warped
+  timesteps, loss the x0 MSE. DMD alone matches the guided teacher's distribution on the student's
+  own rollouts and never sees recorded context; the regression pulls its prediction from recorded
+  context towards the recorded future (DMD, Yin et al., arXiv 2311.18828 eq. 9, adds a regression
+  loss onto the teacher's ODE outputs for the same reason: mode coverage and fidelity).
 
 Outputs (``RUN/distill``): ``ckpt.pt`` (student, critic, EMA, both optimizers, generator state,
 teacher checksum), ``log.jsonl`` (``dmd_loss``, ``critic_loss``, ``dmd_grad``), and on completion
 the student's EMA weights as ``model.safetensors`` + ``config.json`` with the student's
-``denoising_step_list``. Data parallel like the other stages (:mod:`.distributed`).
+``denoising_step_list``; ``regression_loss`` is logged when the data regression is on. The student
+(and its EMA) may start from another DiT than the teacher (``student_init``: e.g. an earlier student,
+to go on distilling it with a new objective); the critic always starts as the teacher. Data parallel like the other stages (:mod:`.distributed`).
 """
 from __future__ import annotations
 
@@ -201,6 +211,54 @@ def dmd_loss(x: torch.Tensor, teacher: CausalWanModel, critic: CausalWanModel, b
     return {"loss": loss, "grad": g.abs().mean()}
 
 
+def regression_batch(batch: Dict[str, torch.Tensor], timesteps: torch.Tensor, sigmas, frames_per_block: int,
+                     generator: torch.Generator) -> Dict[str, torch.Tensor]:
+    """Noise a **global** batch of recorded clips for the data regression (CPU ``generator``, the same
+    on every rank).
+
+    Per clip one target block ``k`` (uniform over the clip's blocks) and one of the student's warped
+    timesteps (uniform over ``timesteps``): blocks ``< k`` clean (timestep 0, the context of
+    teacher-forced prediction), block ``k`` and later at that timestep; ``loss_mask`` is 1 on block
+    ``k`` only (later blocks cannot reach it through block-causal attention).
+
+    Args:
+        batch: ``latents [B,16,N,h,w]`` (and the clips' ``cond`` / ``keyboard`` / ``mouse``, passed through).
+        timesteps / sigmas: the student's warped schedule and its sigmas (:meth:`FlowMatchScheduler.warp`).
+    Returns:
+        ``batch`` plus ``timestep`` / ``sigma`` / ``loss_mask`` ``[B,N]`` float32 and ``noise`` like ``latents``.
+    """
+    b, _, n = batch["latents"].shape[:3]
+    nb = n // frames_per_block
+    k = torch.randint(0, nb, (b,), generator=generator)
+    j = torch.randint(0, len(sigmas), (b,), generator=generator)
+    ts_v = torch.as_tensor([float(t) for t in timesteps])[j]
+    sg_v = torch.as_tensor([float(s) for s in sigmas])[j]
+    blk = torch.arange(nb)[None, :]
+    ctx = blk < k[:, None]
+    ts = torch.where(ctx, torch.zeros(b, nb), ts_v[:, None].expand(b, nb))
+    sig = torch.where(ctx, torch.zeros(b, nb), sg_v[:, None].expand(b, nb))
+    mask = (blk == k[:, None]).float()
+    rep = lambda v: v.repeat_interleave(frames_per_block, dim=1)  # noqa: E731
+    noise = torch.randn(batch["latents"].shape, generator=generator)
+    return dict(batch, timestep=rep(ts), sigma=rep(sig), loss_mask=rep(mask), noise=noise)
+
+
+def regression_loss(model, batch: Dict[str, torch.Tensor], img_dim: int, denom: Optional[float] = None) -> torch.Tensor:
+    """x0 MSE of the target blocks of a :func:`regression_batch` (a rank's share): ``x_t = (1 - sigma)
+    x0 + sigma eps``, ``x0_hat = x_t - sigma v``; mean over the masked latent frames, divided by
+    ``denom`` (the global batch's mask sum over the world size; default this batch's)."""
+    x0, eps = batch["latents"], batch["noise"]
+    b, _, n = x0.shape[:3]
+    s = batch["sigma"].view(b, 1, n, 1, 1)
+    xt = (1 - s) * x0 + s * eps
+    vc = torch.zeros(b, 1, img_dim, device=x0.device)
+    v = model(xt, batch["timestep"], batch["cond"], vc, batch["keyboard"], batch["mouse"], 0, None)
+    with torch.autocast(device_type=x0.device.type, enabled=False):
+        per = ((xt - s * v.float() - x0.float()) ** 2).mean(dim=(1, 3, 4))        # [B, N]
+        d = batch["loss_mask"].sum().clamp_min(1) if denom is None else max(float(denom), 1e-12)
+        return (per * batch["loss_mask"]).sum() / d
+
+
 class StudentObjective(nn.Module):
     """One student update as one module call (what DistributedDataParallel wraps): the
     Self-Forcing rollout of the student, then the DMD loss against the frozen teacher and the
@@ -214,10 +272,17 @@ class StudentObjective(nn.Module):
         self._scorers = (teacher, critic)
         self._guidance = guidance or {}
 
-    def forward(self, batch, timesteps, sigmas, exit_step, noise, t, eps_fn) -> Dict[str, torch.Tensor]:
+    def forward(self, batch, timesteps, sigmas, exit_step, noise, t, eps_fn, reg_batch=None, reg_weight: float = 0.0,
+                reg_denom: Optional[float] = None) -> Dict[str, torch.Tensor]:
         x = self_forcing_rollout(self.student, batch["cond"], batch["keyboard"], batch["mouse"], timesteps, sigmas,
                                  exit_step, noise)
-        return dmd_loss(x, *self._scorers, batch, t, eps_fn(x.shape), **self._guidance)
+        res = dmd_loss(x, *self._scorers, batch, t, eps_fn(x.shape), **self._guidance)
+        if reg_batch is not None and reg_weight > 0:
+            reg = regression_loss(self.student, reg_batch, self.student.cfg.img_dim, reg_denom)
+            res["dmd"] = res["loss"]
+            res["regression"] = reg
+            res["loss"] = res["loss"] + reg_weight * reg.double()
+        return res
 
 
 def _dmd_timesteps(sched: FlowMatchScheduler, n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
@@ -244,13 +309,17 @@ def dmd_eval(student: CausalWanModel, teacher: CausalWanModel, critic: CausalWan
 
 
 def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = False, echo: bool = True,
-                  dist: Optional[Dist] = None, teacher: Optional[str] = None) -> str:
+                  dist: Optional[Dist] = None, teacher: Optional[str] = None, student_init: Optional[str] = None) -> str:
     """Train (or resume) stage 3 and write ``RUN/distill/model.safetensors`` + ``config.json``
     (student EMA weights, the student's ``denoising_step_list``). Returns the safetensors path.
 
+    ``student_init`` (a DiT file or folder of the teacher's architecture, e.g. an earlier student)
+    starts the student and its EMA from those weights instead of the teacher's; only a new run reads
+    it (a resumed one continues from its checkpoint).
+
     Raises:
-        MatrixGameError: missing teacher or one of another architecture; a checkpoint made with
-            another teacher.
+        MatrixGameError: missing teacher or one of another architecture (or such a ``student_init``);
+            a checkpoint made with another teacher.
     """
     dist = dist or Dist(device=device)
     sc = cfg.distill
@@ -266,6 +335,10 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
     clips = LatentClips(os.path.join(run, "latents"), "train")
     student = trainable_copy(teach, sc.denoising_step_list).to(device)
     critic = trainable_copy(teach).to(device)
+    init_p = None
+    if student_init is not None:
+        init_p = teacher_path(run, student_init)
+        student.load_state_dict(load_teacher(init_p, cfg).state_dict())
     ema = EMA(student, sc.ema)
     opt = build_optimizer(student, sc.lr, sc.weight_decay)
     copt = build_optimizer(critic, sc.critic_lr, sc.weight_decay)
@@ -297,7 +370,8 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
     if log:
         log.write({"stage": "distill_resume" if st is not None else "distill_start", "step": step,
                    "world": dist.world, "teacher": os.path.abspath(tp), "denoising_step_list": sc.denoising_step_list,
-                   "real_guidance": guid})
+                   "real_guidance": guid, "regression_weight": sc.regression_weight,
+                   **({"student_init": os.path.abspath(init_p)} if init_p and st is None else {})})
 
     def draw(shape):          # global draw from the shared generator, this rank's rows
         return torch.randn((sc.batch,) + tuple(shape[1:]), generator=gen)[mine].to(device)
@@ -352,8 +426,14 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
         local = to_device(rows(batch_draw(), mine), device)
         ex = exit_draw()
         t = _dmd_timesteps(sched, sc.batch, sc.min_score_t, sc.max_score_t, gen)[mine]
+        reg, reg_denom = None, None
+        if sc.regression_weight > 0:
+            glob = regression_batch(clips.batch(sc.batch, gen), timesteps, sigmas, student.cfg.num_frame_per_block, gen)
+            reg_denom = float(glob["loss_mask"].sum()) / dist.world
+            reg = to_device(rows(glob, mine), device)
         with autocast(device, bf16):
-            res = snet(local, timesteps, sigmas, ex, lambda: draw(block_shape), t, draw)
+            res = snet(local, timesteps, sigmas, ex, lambda: draw(block_shape), t, draw, reg, sc.regression_weight,
+                       reg_denom)
         opt.zero_grad(set_to_none=True)
         res["loss"].backward()
         gn = torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -361,8 +441,10 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
         if dist.is_main:
             ema.update(student)
         step += 1
-        acc["dmd_loss"] = acc.get("dmd_loss", 0.0) + dist.mean(float(res["loss"].detach()))
+        acc["dmd_loss"] = acc.get("dmd_loss", 0.0) + dist.mean(float(res.get("dmd", res["loss"]).detach()))
         acc["dmd_grad"] = acc.get("dmd_grad", 0.0) + dist.mean(float(res["grad"]))
+        if "regression" in res:
+            acc["regression_loss"] = acc.get("regression_loss", 0.0) + dist.mean(float(res["regression"].detach()))
         n_acc += 1
         if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
             if log:
