@@ -253,6 +253,23 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     assert ("action guidance (guidance 2, pitch guidance 4, keyboard guidance 1, guidance rescale 1 from step 0; "
             "guidance 1.5, pitch guidance 4, keyboard guidance 1, guidance rescale 1 from step 200)"
             in out.read_text(encoding="utf-8"))
+    # a student distilled further from that one (--student-init) with the data regression: both stages told
+    earlier = dict(info["train"]["distill"])
+    info["train"]["distill"] = {"steps": 300, "batch": 4, "lr": 4e-5, "critic_lr": 1e-4, "critic_steps": 2,
+                                "ema": 0.99, "denoising_step_list": [1000, 500, 150, 50],
+                                "real_guidance": {"guidance": 1.5, "pitch_guidance": 4, "keyboard_guidance": 1,
+                                                  "guidance_rescale": 1},
+                                "dmd_eval": [0.31, 0.40], "dmd_eval_steps": [0, 300], "regression_weight": 1.0,
+                                "regression_loss": 0.0912, "regression_loss_steps": 10, "before": earlier}
+    write_card(str(out), info)
+    card = out.read_text(encoding="utf-8")
+    assert "distilled 600 steps into a student (`train distill`" in card and "into the shipped student" not in card
+    assert ("That student was distilled 300 more steps into the shipped one with the real score under action "
+            "guidance (guidance 1.5, pitch guidance 4, keyboard guidance 1, guidance rescale 1), lr 4e-05, plus a "
+            "data regression (weight 1: the x0 MSE of recorded blocks predicted from recorded context" in card)
+    assert "| distillation (the earlier student) | DMD loss of the full rollout on fixed clips 0.6720 (step 0)" in card
+    assert ("| distillation (shipped student) | DMD loss of the full rollout on fixed clips 0.3100 (step 0) -> "
+            "0.4000 (step 300); data regression loss 0.0912 (mean of the last 10 logged steps) |") in card
 
 
 def test_distill_figures_read_the_run_log(tmp_path):
@@ -278,3 +295,13 @@ def test_distill_figures_read_the_run_log(tmp_path):
     assert f["steps"] == 250 and f["dmd_eval"] == [0.67, 0.18] and f["dmd_eval_steps"] == [0, 200]
     assert [p["step"] for p in f["phases"]] == [0, 200]
     assert f["phases"][1]["real_guidance"]["guidance"] == 1.5 and f["real_guidance"]["guidance"] == 1.5
+    assert f["before"] is None and f["regression_weight"] is None and f["regression_loss"] is None
+    # a run that went on distilling an installed student with the data regression: its lineage is in the log
+    cfg.distill.regression_weight = 0.5
+    recs[0] = dict(recs[0], student_init="/m/dit/model.safetensors", student_init_distill={"steps": 500})
+    recs += [{"stage": "distill", "step": 260 + i, "dmd_loss": 0.3, "regression_loss": 0.1 * i} for i in range(12)]
+    (tmp_path / "distill" / "log.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    f = _distill_figures(str(tmp_path), cfg)
+    assert f["before"] == {"steps": 500} and f["regression_weight"] == 0.5 and f["steps"] == 271
+    assert f["regression_loss"] == pytest.approx(0.1 * sum(range(2, 12)) / 10) and f["regression_loss_steps"] == 10
+

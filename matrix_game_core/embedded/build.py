@@ -62,20 +62,32 @@ def _distill_text(ds: Optional[Dict]) -> str:
     def words(rg):
         return ", ".join(f"{k.replace('_', ' ')} {float(v):g}" for k, v in rg.items() if v is not None)
 
-    if ds.get("phases"):
-        ph = ds["phases"]
-        guided = "; ".join(f"{words(p['real_guidance'])} from step {p['step']}" for p in ph)
-    else:
-        guided = words(ds["real_guidance"])
-    return (f" The DiT was then distilled {ds['steps']} steps into the shipped student (`train distill`: "
+    def guided_words(d):
+        if d.get("phases"):
+            return "; ".join(f"{words(p['real_guidance'])} from step {p['step']}" for p in d["phases"])
+        return words(d["real_guidance"])
+
+    before = ds.get("before")           # the run went on distilling an earlier student (--student-init)
+    guided = guided_words(before or ds)
+    more = ""
+    if before or ds.get("regression_weight"):
+        more = (f" {'That student was distilled ' + str(ds['steps']) + ' more steps into the shipped one' if before else 'The student'}"
+                f" with the real score under action guidance ({guided_words(ds)})"
+                + (f", lr {ds['lr']:g}" if before else "")
+                + (f", plus a data regression (weight {ds['regression_weight']:g}: the x0 MSE of recorded blocks "
+                   "predicted from recorded context, noised at the student's own timesteps; the DMD loss only "
+                   "sees the student's own rollouts)" if ds.get("regression_weight") else "") + ".")
+    base = before or ds
+    return (f" The DiT was then distilled {base['steps']} steps into "
+            f"{'a' if before else 'the shipped'} student (`train distill`: "
             "Self-Forcing rollouts with its own KV cache, arXiv 2506.08009, and a DMD loss, arXiv 2311.18828, "
             "with a critic trained alongside, DMD2 arXiv 2405.14867), whose real score is the teacher under "
             "action guidance (" + guided + f"), so that the student samples without guidance, one DiT pass per denoising step "
-            f"({len(ds['denoising_step_list'])} steps {ds['denoising_step_list']}; "
-            + (f"start frames and action tracks of the first {ds['episodes']} training episodes; "
-               if ds.get("episodes") else "") + f"batch {ds['batch']}, lr "
-            f"{ds['lr']:g}, critic lr {ds['critic_lr']:g}, {ds['critic_steps']} critic updates per student update, "
-            f"EMA {ds['ema']})."
+            f"({len(base['denoising_step_list'])} steps {base['denoising_step_list']}; "
+            + (f"start frames and action tracks of the first {base['episodes']} training episodes; "
+               if base.get("episodes") else "") + f"batch {base['batch']}, lr "
+            f"{base['lr']:g}, critic lr {base['critic_lr']:g}, {base['critic_steps']} critic updates per student "
+            f"update, EMA {base['ema']})." + more
             + (f" The shipped weights are the student's interpolated with the teacher's, {ds['student_weight']:g} x "
                f"student + {1 - ds['student_weight']:g} x teacher (WiSE-FT, arXiv 2109.01903), a point between the "
                "teacher's next-block fidelity and the student's following and free-play contrast."
@@ -131,8 +143,17 @@ def write_card(path: str, info: Dict) -> None:
     L.append(f"| DiT | {info['train']['dit_final']} |")
     ds = info["train"].get("distill")
     if ds and ds.get("dmd_eval"):
-        L.append(f"| distillation (student) | DMD loss of the full rollout on fixed clips {ds['dmd_eval'][0]:.4f} "
-                 f"(step {ds['dmd_eval_steps'][0]}) -> {ds['dmd_eval'][1]:.4f} (step {ds['dmd_eval_steps'][1]}) |")
+        bf = ds.get("before") or {}
+        if bf.get("dmd_eval"):
+            L.append(f"| distillation (the earlier student) | DMD loss of the full rollout on fixed clips "
+                     f"{bf['dmd_eval'][0]:.4f} (step {bf['dmd_eval_steps'][0]}) -> {bf['dmd_eval'][1]:.4f} "
+                     f"(step {bf['dmd_eval_steps'][1]}) |")
+        L.append(f"| distillation ({'shipped ' if bf else ''}student) | DMD loss of the full rollout on fixed clips "
+                 f"{ds['dmd_eval'][0]:.4f} (step {ds['dmd_eval_steps'][0]}) -> {ds['dmd_eval'][1]:.4f} "
+                 f"(step {ds['dmd_eval_steps'][1]})"
+                 + (f"; data regression loss {ds['regression_loss']:.4f} (mean of the last "
+                    f"{ds['regression_loss_steps']} logged steps)" if ds.get("regression_loss") is not None else "")
+                 + " |")
     L += ["",
           "## Behaviour on the held-out maps", "",
           f"Project evaluator (`matrix_game_core.evaluate`), {ev['clips']} clips of {ev['frames_per_clip']} frames, seed 0.", "",
@@ -323,7 +344,11 @@ def _distill_figures(run: str, cfg) -> Dict:
                 phases[-1]["real_guidance"] = g
             elif not phases or phases[-1]["real_guidance"] != g:
                 phases.append({"step": r["step"], "real_guidance": g})
+    first = next((r for r in log if r.get("stage") == "distill_start"), {})
+    regs = [r["regression_loss"] for r in log if "regression_loss" in r][-10:]
     return {"phases": phases if len(phases) > 1 else None, "steps": max(r["step"] for r in steps) if steps else 0,
+            "regression_weight": sc.regression_weight or None, "before": first.get("student_init_distill"),
+            "regression_loss": float(sum(regs) / len(regs)) if regs else None, "regression_loss_steps": len(regs),
             "batch": sc.batch, "lr": sc.lr, "critic_lr": sc.critic_lr,
             "critic_steps": sc.critic_steps, "ema": sc.ema, "denoising_step_list": list(sc.denoising_step_list),
             "real_guidance": {"guidance": sc.guidance, "pitch_guidance": sc.pitch_guidance,

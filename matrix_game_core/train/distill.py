@@ -308,6 +308,20 @@ def dmd_eval(student: CausalWanModel, teacher: CausalWanModel, critic: CausalWan
                           **(guidance or {}))["loss"])
 
 
+def _earlier_distillation(path: str) -> Optional[Dict]:
+    """How an installed student was distilled (``train.distill`` of the ``metrics.json`` of the model
+    folder holding ``path`` = ``MODEL/dit/model.safetensors``), or None: kept in the log, so that a
+    model card can tell the whole lineage even after that folder is overwritten."""
+    import json
+
+    p = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "metrics.json")
+    try:
+        with open(p, "r", encoding="utf-8") as f:
+            return (json.load(f).get("train") or {}).get("distill")
+    except (OSError, ValueError):
+        return None
+
+
 def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool = False, echo: bool = True,
                   dist: Optional[Dist] = None, teacher: Optional[str] = None, student_init: Optional[str] = None) -> str:
     """Train (or resume) stage 3 and write ``RUN/distill/model.safetensors`` + ``config.json``
@@ -335,10 +349,11 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
     clips = LatentClips(os.path.join(run, "latents"), "train")
     student = trainable_copy(teach, sc.denoising_step_list).to(device)
     critic = trainable_copy(teach).to(device)
-    init_p = None
+    init_p, init_before = None, None
     if student_init is not None:
         init_p = teacher_path(run, student_init)
         student.load_state_dict(load_teacher(init_p, cfg).state_dict())
+        init_before = _earlier_distillation(init_p)
     ema = EMA(student, sc.ema)
     opt = build_optimizer(student, sc.lr, sc.weight_decay)
     copt = build_optimizer(critic, sc.critic_lr, sc.weight_decay)
@@ -371,7 +386,8 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
         log.write({"stage": "distill_resume" if st is not None else "distill_start", "step": step,
                    "world": dist.world, "teacher": os.path.abspath(tp), "denoising_step_list": sc.denoising_step_list,
                    "real_guidance": guid, "regression_weight": sc.regression_weight,
-                   **({"student_init": os.path.abspath(init_p)} if init_p and st is None else {})})
+                   **({"student_init": os.path.abspath(init_p), "student_init_distill": init_before}
+                      if init_p and st is None else {})})
 
     def draw(shape):          # global draw from the shared generator, this rank's rows
         return torch.randn((sc.batch,) + tuple(shape[1:]), generator=gen)[mine].to(device)
