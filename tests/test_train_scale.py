@@ -260,6 +260,10 @@ def test_data_regression_is_teacher_forced_next_block_prediction():
         blocks_seen.add(k)
         steps_seen.add(round(float(tt[3 * k]), 3))
     assert blocks_seen == {0, 1} and steps_seen == allowed
+    # the first two (high-noise) steps only
+    rb2 = regression_batch(batch, ts, sig, 3, torch.Generator().manual_seed(1), first_steps=2)
+    tgt = (rb2["timestep"] * rb2["loss_mask"]).amax(dim=1)
+    assert {round(float(t), 3) for t in tgt} == {round(float(t), 3) for t in ts[:2]}
     # the loss by hand: x0 = x_t - sigma v on the target block
     one = {k: v[:2] for k, v in rb.items()}
     s = one["sigma"].view(2, 1, n, 1, 1)

@@ -159,6 +159,7 @@ class DistillStage:
     # onto recorded latents): teacher-forced x0 MSE of one recorded block per clip, earlier blocks
     # clean, the block noised at one of the student's own timesteps. 0 = pure DMD.
     regression_weight: float = 0.0
+    regression_steps: Optional[int] = None     # regress at the first k of the student's steps only (None: all)
 
 
 @dataclass

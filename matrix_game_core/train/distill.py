@@ -212,12 +212,13 @@ def dmd_loss(x: torch.Tensor, teacher: CausalWanModel, critic: CausalWanModel, b
 
 
 def regression_batch(batch: Dict[str, torch.Tensor], timesteps: torch.Tensor, sigmas, frames_per_block: int,
-                     generator: torch.Generator) -> Dict[str, torch.Tensor]:
+                     generator: torch.Generator, first_steps: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """Noise a **global** batch of recorded clips for the data regression (CPU ``generator``, the same
     on every rank).
 
     Per clip one target block ``k`` (uniform over the clip's blocks) and one of the student's warped
-    timesteps (uniform over ``timesteps``): blocks ``< k`` clean (timestep 0, the context of
+    timesteps (uniform over ``timesteps``, or over its first ``first_steps``: the high-noise steps
+    that lay out the block, leaving the later ones to the DMD loss alone): blocks ``< k`` clean (timestep 0, the context of
     teacher-forced prediction), block ``k`` and later at that timestep; ``loss_mask`` is 1 on block
     ``k`` only (later blocks cannot reach it through block-causal attention).
 
@@ -230,7 +231,7 @@ def regression_batch(batch: Dict[str, torch.Tensor], timesteps: torch.Tensor, si
     b, _, n = batch["latents"].shape[:3]
     nb = n // frames_per_block
     k = torch.randint(0, nb, (b,), generator=generator)
-    j = torch.randint(0, len(sigmas), (b,), generator=generator)
+    j = torch.randint(0, min(len(sigmas), first_steps or len(sigmas)), (b,), generator=generator)
     ts_v = torch.as_tensor([float(t) for t in timesteps])[j]
     sg_v = torch.as_tensor([float(s) for s in sigmas])[j]
     blk = torch.arange(nb)[None, :]
@@ -386,6 +387,7 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
         log.write({"stage": "distill_resume" if st is not None else "distill_start", "step": step,
                    "world": dist.world, "teacher": os.path.abspath(tp), "denoising_step_list": sc.denoising_step_list,
                    "real_guidance": guid, "regression_weight": sc.regression_weight,
+                   "regression_steps": sc.regression_steps,
                    **({"student_init": os.path.abspath(init_p), "student_init_distill": init_before}
                       if init_p and st is None else {})})
 
@@ -444,7 +446,8 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
         t = _dmd_timesteps(sched, sc.batch, sc.min_score_t, sc.max_score_t, gen)[mine]
         reg, reg_denom = None, None
         if sc.regression_weight > 0:
-            glob = regression_batch(clips.batch(sc.batch, gen), timesteps, sigmas, student.cfg.num_frame_per_block, gen)
+            glob = regression_batch(clips.batch(sc.batch, gen), timesteps, sigmas, student.cfg.num_frame_per_block, gen,
+                                    sc.regression_steps)
             reg_denom = float(glob["loss_mask"].sum()) / dist.world
             reg = to_device(rows(glob, mine), device)
         with autocast(device, bf16):
