@@ -266,7 +266,11 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     assert "distilled 600 steps into a student (`train distill`" in card and "into the shipped student" not in card
     assert ("That student was distilled 300 more steps into the shipped one with the real score under action "
             "guidance (guidance 1.5, pitch guidance 4, keyboard guidance 1, guidance rescale 1), lr 4e-05, plus a "
-            "data regression (weight 1: the x0 MSE of recorded blocks predicted from recorded context" in card)
+            "data regression (weight 1: the x0 MSE of recorded blocks predicted from recorded context, noised at "
+            "the student's own timesteps;" in card)
+    info["train"]["distill"]["regression_steps"] = 2
+    write_card(str(out), info)
+    assert "noised at the first 2 of the student's timesteps;" in out.read_text(encoding="utf-8")
     assert "| distillation (the earlier student) | DMD loss of the full rollout on fixed clips 0.6720 (step 0)" in card
     assert ("| distillation (shipped student) | DMD loss of the full rollout on fixed clips 0.3100 (step 0) -> "
             "0.4000 (step 300); data regression loss 0.0912 (mean of the last 10 logged steps) |") in card

@@ -75,8 +75,11 @@ def _distill_text(ds: Optional[Dict]) -> str:
                 f" with the real score under action guidance ({guided_words(ds)})"
                 + (f", lr {ds['lr']:g}" if before else "")
                 + (f", plus a data regression (weight {ds['regression_weight']:g}: the x0 MSE of recorded blocks "
-                   "predicted from recorded context, noised at the student's own timesteps; the DMD loss only "
-                   "sees the student's own rollouts)" if ds.get("regression_weight") else "") + ".")
+                   "predicted from recorded context, noised at "
+                   + (f"the first {ds['regression_steps']} of the student's timesteps"
+                      if ds.get("regression_steps") else "the student's own timesteps")
+                   + "; the DMD loss only sees the student's own rollouts)" if ds.get("regression_weight") else "")
+                + ".")
     base = before or ds
     return (f" The DiT was then distilled {base['steps']} steps into "
             f"{'a' if before else 'the shipped'} student (`train distill`: "
@@ -348,6 +351,7 @@ def _distill_figures(run: str, cfg) -> Dict:
     regs = [r["regression_loss"] for r in log if "regression_loss" in r][-10:]
     return {"phases": phases if len(phases) > 1 else None, "steps": max(r["step"] for r in steps) if steps else 0,
             "regression_weight": sc.regression_weight or None, "before": first.get("student_init_distill"),
+            "regression_steps": sc.regression_steps if sc.regression_weight else None,
             "regression_loss": float(sum(regs) / len(regs)) if regs else None, "regression_loss_steps": len(regs),
             "batch": sc.batch, "lr": sc.lr, "critic_lr": sc.critic_lr,
             "critic_steps": sc.critic_steps, "ema": sc.ema, "denoising_step_list": list(sc.denoising_step_list),

@@ -224,7 +224,8 @@ class TrainConfig:
                                     denoising_step_list=[1000, 750, 500, 250]),
                        # the shipped student (docs/data_and_training.md §3h): the teacher's own 4 steps, the real
                        # score under the guidance its sampler used (keys 1, yaw 2, pitch 4, rescale 1); ~4 s a
-                       # step on 2 CPU cores. The shipped run lowered the yaw scale to 1.5 from step 200.
+                       # step on 2 CPU cores. The shipped run lowered the yaw scale to 1.5 from step 200; the
+                       # shipped student was then distilled on 200 steps with a data regression (§3i, CLI flags).
                        distill=DistillStage(steps=500, batch=4, lr=5e-5, critic_lr=1e-4, warmup=20, ema=0.99,
                                             critic_steps=2, critic_warmup=10,
                                             denoising_step_list=[1000, 500, 150, 50], guidance=2.0,
