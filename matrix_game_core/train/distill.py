@@ -45,7 +45,8 @@ teacher checksum), ``log.jsonl`` (``dmd_loss``, ``critic_loss``, ``dmd_grad``), 
 the student's EMA weights as ``model.safetensors`` + ``config.json`` with the student's
 ``denoising_step_list``; ``regression_loss`` is logged when the data regression is on. The student
 (and its EMA) may start from another DiT than the teacher (``student_init``: e.g. an earlier student,
-to go on distilling it with a new objective); the critic always starts as the teacher. Data parallel like the other stages (:mod:`.distributed`).
+to go on distilling it with a new objective); the critic always starts as the teacher. Data parallel
+like the other stages (:mod:`.distributed`).
 """
 from __future__ import annotations
 
@@ -218,9 +219,10 @@ def regression_batch(batch: Dict[str, torch.Tensor], timesteps: torch.Tensor, si
 
     Per clip one target block ``k`` (uniform over the clip's blocks) and one of the student's warped
     timesteps (uniform over ``timesteps``, or over its first ``first_steps``: the high-noise steps
-    that lay out the block, leaving the later ones to the DMD loss alone): blocks ``< k`` clean (timestep 0, the context of
-    teacher-forced prediction), block ``k`` and later at that timestep; ``loss_mask`` is 1 on block
-    ``k`` only (later blocks cannot reach it through block-causal attention).
+    that lay out the block, leaving the later ones to the DMD loss alone): blocks ``< k`` clean
+    (timestep 0, the context of teacher-forced prediction), block ``k`` and later at that timestep;
+    ``loss_mask`` is 1 on block ``k`` only (later blocks cannot reach it through block-causal
+    attention).
 
     Args:
         batch: ``latents [B,16,N,h,w]`` (and the clips' ``cond`` / ``keyboard`` / ``mouse``, passed through).
@@ -245,19 +247,13 @@ def regression_batch(batch: Dict[str, torch.Tensor], timesteps: torch.Tensor, si
 
 
 def regression_loss(model, batch: Dict[str, torch.Tensor], img_dim: int, denom: Optional[float] = None) -> torch.Tensor:
-    """x0 MSE of the target blocks of a :func:`regression_batch` (a rank's share): ``x_t = (1 - sigma)
-    x0 + sigma eps``, ``x0_hat = x_t - sigma v``; mean over the masked latent frames, divided by
-    ``denom`` (the global batch's mask sum over the world size; default this batch's)."""
-    x0, eps = batch["latents"], batch["noise"]
-    b, _, n = x0.shape[:3]
-    s = batch["sigma"].view(b, 1, n, 1, 1)
-    xt = (1 - s) * x0 + s * eps
-    vc = torch.zeros(b, 1, img_dim, device=x0.device)
-    v = model(xt, batch["timestep"], batch["cond"], vc, batch["keyboard"], batch["mouse"], 0, None)
-    with torch.autocast(device_type=x0.device.type, enabled=False):
-        per = ((xt - s * v.float() - x0.float()) ** 2).mean(dim=(1, 3, 4))        # [B, N]
-        d = batch["loss_mask"].sum().clamp_min(1) if denom is None else max(float(denom), 1e-12)
-        return (per * batch["loss_mask"]).sum() / d
+    """x0 MSE of the target blocks of a :func:`regression_batch` (a rank's share), a scalar: with
+    ``x_t = (1 - sigma) x0 + sigma eps`` and ``x0_hat = x_t - sigma v``, ``|x0_hat - x0|^2 =
+    sigma^2 |v - (eps - x0)|^2``, i.e. :func:`~.dit.flow_loss` with each frame weighted by sigma^2;
+    mean over the masked latent frames, divided by ``denom`` (the global batch's mask sum over the
+    world size; default this batch's)."""
+    d = float(batch["loss_mask"].sum()) if denom is None else float(denom)
+    return flow_loss(model, dict(batch, loss_mask=batch["loss_mask"] * batch["sigma"] ** 2), img_dim, d)
 
 
 class StudentObjective(nn.Module):
