@@ -71,15 +71,17 @@ def _distill_text(ds: Optional[Dict]) -> str:
     guided = guided_words(before or ds)
     more = ""
     if before or ds.get("regression_weight"):
-        more = (f" {'That student was distilled ' + str(ds['steps']) + ' more steps into the shipped one' if before else 'The student'}"
-                f" with the real score under action guidance ({guided_words(ds)})"
-                + (f", lr {ds['lr']:g}" if before else "")
-                + (f", plus a data regression (weight {ds['regression_weight']:g}: the x0 MSE of recorded blocks "
-                   "predicted from recorded context, noised at "
-                   + (f"the first {ds['regression_steps']} of the student's timesteps"
-                      if ds.get("regression_steps") else "the student's own timesteps")
-                   + "; the DMD loss only sees the student's own rollouts)" if ds.get("regression_weight") else "")
-                + ".")
+        who = f"That student was distilled {ds['steps']} more steps into the shipped one" if before else "The student"
+        more = f" {who} with the real score under action guidance ({guided_words(ds)})"
+        if before:
+            more += f", lr {ds['lr']:g}"
+        if ds.get("regression_weight"):
+            at = (f"the first {ds['regression_steps']} of the student's timesteps" if ds.get("regression_steps")
+                  else "the student's own timesteps")
+            more += (f", plus a data regression (weight {ds['regression_weight']:g}: the x0 MSE of recorded blocks "
+                     f"predicted from recorded context, noised at {at}; the DMD loss only sees the student's own "
+                     "rollouts)")
+        more += "."
     base = before or ds
     return (f" The DiT was then distilled {base['steps']} steps into "
             f"{'a' if before else 'the shipped'} student (`train distill`: "

@@ -271,14 +271,16 @@ class StudentObjective(nn.Module):
 
     def forward(self, batch, timesteps, sigmas, exit_step, noise, t, eps_fn, reg_batch=None, reg_weight: float = 0.0,
                 reg_denom: Optional[float] = None) -> Dict[str, torch.Tensor]:
+        """``{"loss", "dmd", "grad"}`` (:func:`dmd_loss`; ``loss`` = ``dmd`` + ``reg_weight`` x
+        ``regression`` when a :func:`regression_batch` share ``reg_batch`` is given, then also
+        ``"regression"``: :func:`regression_loss` with ``reg_denom``)."""
         x = self_forcing_rollout(self.student, batch["cond"], batch["keyboard"], batch["mouse"], timesteps, sigmas,
                                  exit_step, noise)
         res = dmd_loss(x, *self._scorers, batch, t, eps_fn(x.shape), **self._guidance)
+        res["dmd"] = res["loss"]
         if reg_batch is not None and reg_weight > 0:
-            reg = regression_loss(self.student, reg_batch, self.student.cfg.img_dim, reg_denom)
-            res["dmd"] = res["loss"]
-            res["regression"] = reg
-            res["loss"] = res["loss"] + reg_weight * reg.double()
+            res["regression"] = regression_loss(self.student, reg_batch, self.student.cfg.img_dim, reg_denom)
+            res["loss"] = res["dmd"] + reg_weight * res["regression"].double()
         return res
 
 
@@ -456,7 +458,7 @@ def train_distill(run: str, cfg: TrainConfig, device: torch.device, bf16: bool =
         if dist.is_main:
             ema.update(student)
         step += 1
-        acc["dmd_loss"] = acc.get("dmd_loss", 0.0) + dist.mean(float(res.get("dmd", res["loss"]).detach()))
+        acc["dmd_loss"] = acc.get("dmd_loss", 0.0) + dist.mean(float(res["dmd"].detach()))
         acc["dmd_grad"] = acc.get("dmd_grad", 0.0) + dist.mean(float(res["grad"]))
         if "regression" in res:
             acc["regression_loss"] = acc.get("regression_loss", 0.0) + dist.mean(float(res["regression"].detach()))
