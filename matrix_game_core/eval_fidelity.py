@@ -64,6 +64,43 @@ def _fork_decoder(dec):
 
 
 @torch.no_grad()
+def teacher_forced_blocks(dit, cond, latents: torch.Tensor, keyboard: torch.Tensor, mouse: Optional[torch.Tensor],
+                          seed: int = 0, denoising_step_list: Optional[Sequence[int]] = None) -> list:
+    """Next-block prediction with teacher forcing: block ``b`` generated (the
+    :class:`~matrix_game_core.sampling.WorldSession` sampler, the model config's guidance) from the
+    recorded blocks ``< b``, whose KV cache entries are rewritten by the context pass (``t =
+    context_noise``) from the recorded latents after each block, as the official inference does
+    with its own output.
+
+    Args:
+        cond: :class:`~matrix_game_core.sampling.Conditioning` of the clip (``cond_concat`` from its
+            first frame).
+        latents: ``[1, 16, N, h, w]`` normalised recorded latents, ``N`` a multiple of
+            ``num_frame_per_block``.
+        keyboard: ``[T, K]``; mouse: ``[T, 2]`` or None (official units), ``T = 1 + 4 (N - 1)`` rows.
+    Returns:
+        One ``[1, 16, num_frame_per_block, h, w]`` tensor of predicted normalised latents per block
+        (block 0 re-creates the start image from its conditioning).
+    """
+    from .sampling import WorldSession
+
+    p = next(dit.parameters())
+    dev, dt = p.device, p.dtype
+    latents = latents.to(dev, dt)
+    nb = dit.cfg.num_frame_per_block
+    sess = WorldSession(dit, cond, seed=seed, denoising_step_list=denoising_step_list)
+    out = []
+    for b in range(latents.shape[2] // nb):
+        s, e = block_rows(b)
+        out.append(sess.step(keyboard[s:e], None if mouse is None else mouse[s:e], decode=False).latents)
+        # teacher forcing: overwrite this block's cache entries with the recorded latents (t = 0 pass)
+        ones = torch.ones(1, nb, device=dev) * float(dit.cfg.context_noise)
+        dit(latents[:, :, b * nb:(b + 1) * nb], ones, sess.cond.frames(b * nb, nb), sess.cond.visual_context,
+            sess.keyboard_rows, sess.mouse_rows, b * nb, sess.cache)
+    return out
+
+
+@torch.no_grad()
 def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, seed: int = 0,
                         denoising_step_list: Optional[Sequence[int]] = None,
                         rollout: bool = True) -> Dict:
@@ -111,14 +148,14 @@ def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, s
     n_blocks = n_lat // nb
     res = {"model": {"psnr": [], "ssim": []}, "copy_last": {"psnr": [], "ssim": []},
            "round_trip": {"psnr": [], "ssim": []}, "rollout": {"psnr": [], "ssim": []}}
-    sess = WorldSession(dit, cond, seed=seed, denoising_step_list=denoising_step_list)
+    preds = teacher_forced_blocks(dit, cond, gt_lat, kb[0], None if ms is None else ms[0], seed=seed,
+                                  denoising_step_list=denoising_step_list)
     dec_gt = StreamingDecoder(vae)
     for b in range(n_blocks):
         s, e = block_rows(b)
-        r = sess.step(kb[0, s:e], None if ms is None else ms[0, s:e], decode=False)
         lat_gt = gt_lat[:, :, b * nb:(b + 1) * nb]
         if b > 0:
-            pred = _fork_decoder(dec_gt).decode(r.latents)[0].permute(1, 0, 2, 3).cpu()
+            pred = _fork_decoder(dec_gt).decode(preds[b])[0].permute(1, 0, 2, 3).cpu()
             pred = ((pred + 1) / 2).clamp(0, 1)
             rt = _fork_decoder(dec_gt).decode(lat_gt.to(vae.device, vae.dtype))[0].permute(1, 0, 2, 3).cpu()
             rt = ((rt.float() + 1) / 2).clamp(0, 1)
@@ -127,10 +164,6 @@ def evaluate_next_block(dit, vae, video, keyboard, mouse, visual_context=None, s
             for key, x in (("model", pred), ("copy_last", last), ("round_trip", rt)):
                 res[key]["psnr"].append(psnr(x, tgt))
                 res[key]["ssim"].append(ssim(x, tgt))
-        # teacher forcing: overwrite this block's cache entries with the ground truth (t = 0 pass)
-        ones = torch.ones(1, nb, device=dev) * float(dit.cfg.context_noise)
-        dit(lat_gt, ones, sess.cond.frames(b * nb, nb), sess.cond.visual_context, sess.keyboard_rows,
-            sess.mouse_rows, b * nb, sess.cache)
         dec_gt.decode(lat_gt)
     if rollout:
         sess = WorldSession(dit, cond, decoder=StreamingDecoder(vae), seed=seed,

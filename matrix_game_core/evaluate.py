@@ -43,7 +43,7 @@ import torch
 from .actions import CAM_VALUE  # noqa: F401  (public name of this module)
 from .data.synthetic import synthetic_panning_video  # noqa: F401
 from .errors import MatrixGameError
-from .eval_fidelity import evaluate_next_block, generate_for_following, psnr, ssim  # noqa: F401
+from .eval_fidelity import evaluate_next_block, generate_for_following, psnr, ssim, teacher_forced_blocks  # noqa: F401
 from .eval_following import (ACTION_CLASSES, FollowingReport, _acc, action_following, block_rows,  # noqa: F401
                              command_script, synthetic_check)
 from .eval_video import global_motion, phase_correlation, to_gray, to_unit_rgb  # noqa: F401

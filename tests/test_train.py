@@ -391,6 +391,96 @@ def test_smoke_decoder_finetune_keeps_the_latent_space(smoke_run):
     assert len(_log(run, "decoder")) == len(log)
 
 
+def test_teacher_forced_blocks_see_only_the_recorded_past(smoke_run):
+    """Block b is predicted from the recorded blocks < b: changing recorded block 1 changes the
+    prediction of block 2 and nothing before it; block 2's own latents change nothing."""
+    from matrix_game_core.checkpoints import load_dit
+    from matrix_game_core.evaluate import teacher_forced_blocks
+    from matrix_game_core.sampling import Conditioning
+
+    dit = load_dit(os.path.join(smoke_run["run"], "export", "dit", "model.safetensors"), mode="universal",
+                   dtype=torch.float32)
+    nb = dit.cfg.num_frame_per_block
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 16, 3 * nb, 4, 8, generator=g)
+    cc = torch.cat([torch.zeros(1, 4, 3 * nb, 4, 8), torch.randn(1, 16, 3 * nb, 4, 8, generator=g)], 1)
+    cond = Conditioning(cc, torch.zeros(1, 1, dit.cfg.img_dim))
+    t = 1 + 4 * (3 * nb - 1)
+    kb, ms = torch.zeros(t, dit.cfg.keyboard_dim), torch.full((t, 2), 0.05)
+    base = teacher_forced_blocks(dit, cond, z, kb, ms, seed=3)
+    assert len(base) == 3 and all(p.shape == (1, 16, nb, 4, 8) for p in base)
+    z1 = z.clone()
+    z1[:, :, nb:2 * nb] += 1.0
+    moved = teacher_forced_blocks(dit, cond, z1, kb, ms, seed=3)
+    assert torch.equal(moved[0], base[0]) and torch.equal(moved[1], base[1])
+    assert (moved[2] - base[2]).abs().max() > 1e-3
+    z2 = z.clone()
+    z2[:, :, 2 * nb:] += 1.0
+    assert all(torch.equal(a, b) for a, b in zip(teacher_forced_blocks(dit, cond, z2, kb, ms, seed=3), base))
+
+
+def test_smoke_decoder_on_generated_latents(smoke_run, tmp_path):
+    """decoder.generated_share: a clip's blocks after the first are decoded from the generator's
+    teacher-forced predictions (block 0 stays the encoder's, bit for bit), the loss sees them, the stage
+    logs their PSNR on the val clips, and bad settings fail with one clear error."""
+    import shutil
+
+    from matrix_game_core.checkpoints import load_dit
+    from matrix_game_core.data.dataset import ClipStream
+    from matrix_game_core.evaluate import teacher_forced_blocks
+    from matrix_game_core.sampling import Conditioning
+    from matrix_game_core.train.__main__ import load_run_config, run_stages
+    from matrix_game_core.train.decoder import DecoderObjective, generated_latents
+    from matrix_game_core.vae import encode_start_image, load_wan_vae, normalize_latents
+
+    src, data = smoke_run["run"], smoke_run["data"]
+    gen_p = os.path.join(src, "export", "dit", "model.safetensors")
+    run = str(tmp_path / "run")
+    os.makedirs(os.path.join(run, "vae"))
+    shutil.copyfile(os.path.join(src, "vae", "vae.safetensors"), os.path.join(run, "vae", "vae.safetensors"))
+    sets = ["decoder.steps=4", "decoder.clip_frames=21", "decoder.generated_share=1", "decoder.ckpt_every=4",
+            "decoder.val_clips=1", "decoder.batch=1", "log_every=1"]
+
+    vae = load_wan_vae(os.path.join(run, "vae", "vae.safetensors"))
+    dit = load_dit(gen_p, mode="universal", dtype=torch.float32)
+    clip = next(iter(ClipStream(data, 21, "train", None, clips_per_shard=1, seed=1)))
+    video = clip["video"][None]
+    mu = vae.encode(video)
+    out = generated_latents(dit, vae, video, mu, clip["keyboard"], clip["mouse"], seed=5)
+    nb = dit.cfg.num_frame_per_block
+    assert out.shape == mu.shape and torch.equal(out[:, :, :nb], mu[:, :, :nb])
+    cc = encode_start_image(vae, video[:, :, 0], dit.cfg.conditioning_frames(mu.shape[2]))
+    preds = teacher_forced_blocks(dit, Conditioning(cc, torch.zeros(1, 1, dit.cfg.img_dim)), normalize_latents(mu),
+                                  clip["keyboard"], clip["mouse"], seed=5)
+    torch.testing.assert_close(normalize_latents(out[:, :, nb:]), torch.cat(preds[1:], 2), atol=1e-4, rtol=1e-4)
+    assert (out[:, :, nb:] - mu[:, :, nb:]).abs().mean() > 1e-3
+    # the objective decodes the generated latents when the share is 1, the encoder's at 0
+    cfg = load_run_config(run, "smoke", sets + [f"decoder.generator={gen_p}"], save=False)
+    batch = {"video": video, "keyboard": clip["keyboard"][None], "mouse": clip["mouse"][None]}
+    with torch.no_grad():
+        on = DecoderObjective(vae, cfg.decoder, dit, seed=5)(batch)["mse"]
+        cfg.decoder.generated_share = 0.0
+        off = DecoderObjective(vae, cfg.decoder, dit, seed=5)(batch)["mse"]
+    assert not torch.isclose(on, off)
+
+    cfg = load_run_config(run, "smoke", sets + [f"decoder.generator={gen_p}"])
+    res = run_stages(["decoder"], data, run, cfg, "cpu", echo=False)
+    assert os.path.isfile(res["decoder"])
+    val = [r for r in _log(run, "decoder") if r["stage"] == "decoder_val"]
+    assert [r["step"] for r in val] == [0, 4]
+    assert all(0 < r["generated_psnr"] < 60 for r in val)
+
+    bad = str(tmp_path / "bad")
+    os.makedirs(os.path.join(bad, "vae"))
+    shutil.copyfile(os.path.join(src, "vae", "vae.safetensors"), os.path.join(bad, "vae", "vae.safetensors"))
+    cfg = load_run_config(bad, "smoke", sets[:1] + ["decoder.generated_share=0.5"], save=False)
+    with pytest.raises(MatrixGameError, match="whole blocks"):
+        run_stages(["decoder"], data, bad, cfg, "cpu", echo=False)
+    cfg = load_run_config(bad, "smoke", sets, save=False)
+    with pytest.raises(MatrixGameError, match="export.student.model.safetensors is missing"):
+        run_stages(["decoder"], data, bad, cfg, "cpu", echo=False)
+
+
 def test_smoke_install_only_makes_a_loadable_candidate(smoke_run, tmp_path, capsys):
     """``embedded.build --install-only``: export + install with the sampler settings, no evaluation,
     loadable by ``embedded.load(root=...)`` (what tools/pick_guidance.py --root reads)."""

@@ -75,6 +75,9 @@ class DecoderStage:
     grad_weight: float = 0.0
     kl_weight: float = 0.0                   # (unused: the encoder is frozen)
     latent_noise: float = 0.0                # std of noise added to the latents, normalised units
+    generated_share: float = 0.0             # share of clips whose blocks after the first are the generator's
+                                             # teacher-forced predictions (decoding what the DiT makes)
+    generator: Optional[str] = None          # that DiT: model.safetensors or its folder (None: RUN/export/student)
     val_clips: int = 4                       # fixed full-size clips of the val split for decoder_val
     ckpt_every: Optional[int] = None         # None: the run's ckpt_every
 

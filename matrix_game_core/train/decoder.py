@@ -26,6 +26,7 @@ of stage 1's file.
 from __future__ import annotations
 
 import os
+import random
 from typing import Dict, List, Optional
 
 import torch
@@ -52,16 +53,30 @@ def decoder_parameters(vae: WanVAE) -> List[torch.nn.Parameter]:
 
 
 class DecoderObjective(torch.nn.Module):
-    """``forward(video [B,3,T,H,W] in [-1,1]) -> losses``: encode without gradients (frozen), decode
-    with them. ``cfg``: the :class:`~.config.DecoderStage`."""
+    """``forward(batch) -> losses``: encode without gradients (frozen), decode with them.
 
-    def __init__(self, vae: WanVAE, cfg):
+    ``batch``: ``{"video": [B,3,T,H,W] in [-1,1], "keyboard": [B,T,K], "mouse": [B,T,2]}`` (or the
+    video alone when no ``generator`` is used). ``cfg``: the :class:`~.config.DecoderStage`. With a
+    ``generator`` DiT and ``cfg.generated_share`` > 0, that share of the clips is decoded from
+    :func:`generated_latents` (the DiT's teacher-forced next-block predictions after the first
+    block) instead of the encoder's latents, against the same recorded frames."""
+
+    def __init__(self, vae: WanVAE, cfg, generator=None, seed: int = 0):
         super().__init__()
         self.vae, self.cfg = vae, cfg
+        self.generator = generator
+        self._rng = random.Random(seed)
 
-    def forward(self, video: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, batch) -> Dict[str, torch.Tensor]:
+        video = batch["video"] if isinstance(batch, dict) else batch
         with torch.no_grad():
             mu = self.vae.encode(video)                              # raw calibrated means [B,16,n,h,w]
+            if self.generator is not None and self.cfg.generated_share > 0:
+                rows = [i for i in range(video.shape[0]) if self._rng.random() < self.cfg.generated_share]
+                for i in rows:
+                    mu[i:i + 1] = generated_latents(self.generator, self.vae, video[i:i + 1], mu[i:i + 1],
+                                                    batch["keyboard"][i], batch["mouse"][i],
+                                                    seed=self._rng.randrange(2 ** 31))
             if self.cfg.latent_noise:
                 std = torch.tensor(LATENT_STD, device=mu.device, dtype=mu.dtype).view(1, -1, 1, 1, 1)
                 mu = mu + self.cfg.latent_noise * std * torch.randn_like(mu)
@@ -74,6 +89,80 @@ class DecoderObjective(torch.nn.Module):
             out["mse"] = mse.detach()
         out.pop("kl", None)
         return out
+
+
+@torch.no_grad()
+def generated_latents(dit, vae: WanVAE, video: torch.Tensor, mu: torch.Tensor, keyboard: torch.Tensor,
+                      mouse: Optional[torch.Tensor], seed: int = 0) -> torch.Tensor:
+    """The raw latents of one clip with every block after the first replaced by ``dit``'s
+    teacher-forced next-block prediction (:func:`~matrix_game_core.evaluate.teacher_forced_blocks`:
+    block ``b`` sampled from the recorded blocks ``< b`` and the recorded actions, conditioned on the
+    clip's first frame): what the decoder is given in the next-block benchmark and, block after
+    block, in a session.
+
+    Args:
+        video: ``[1,3,T,H,W]`` in [-1, 1], ``T = 9 + 12k`` (whole blocks); mu: ``[1,16,N,h,w]`` its raw
+            encoder means; keyboard ``[T,K]``, mouse ``[T,2]`` (official units) or None.
+    Returns:
+        ``[1,16,N,h,w]`` raw latents in ``mu``'s dtype: block 0 ``mu``'s own, the others predicted.
+    """
+    from ..evaluate import teacher_forced_blocks
+    from ..sampling import Conditioning
+    from ..vae import denormalize_latents, encode_start_image, normalize_latents
+
+    p = next(dit.parameters())
+    z = normalize_latents(mu).to(p.device, p.dtype)
+    n, nb = z.shape[2], dit.cfg.num_frame_per_block
+    cc = encode_start_image(vae, video[:, :, 0].to(vae.device, vae.dtype), dit.cfg.conditioning_frames(n))
+    cond = Conditioning(cc, torch.zeros(1, 1, dit.cfg.img_dim))
+    kb = keyboard.to(p.device, torch.float32)
+    ms = None if mouse is None or not dit.cfg.has_mouse else mouse.to(p.device, torch.float32)
+    preds = teacher_forced_blocks(dit, cond, z, kb, ms, seed=seed)
+    out = mu.clone()
+    out[:, :, nb:] = denormalize_latents(torch.cat(preds[1:], dim=2).float()).to(mu.device, mu.dtype)
+    return out
+
+
+def generated_psnr(vae: WanVAE, dit, clips) -> float:
+    """Mean PSNR (dB, frames in [0, 1]) over the frames of blocks ``>= 1`` of fixed clips (dicts of
+    ``video``/``keyboard``/``mouse``, batch 1) decoded from :func:`generated_latents` (seed 0): the
+    next-block benchmark's number on the decoder's validation clips."""
+    vals = []
+    with torch.no_grad():
+        for c in clips:
+            v = c["video"].to(vae.device, vae.dtype)
+            z = generated_latents(dit, vae, v, vae.encode(v), c["keyboard"][0], c["mouse"][0], seed=0)
+            rec = vae.decode(z).float().clamp(-1, 1)[:, :, 9:]
+            mse = float(((rec - v.float()[:, :, 9:]) ** 2).mean()) / 4.0
+            vals.append(10.0 * torch.log10(torch.tensor(1.0 / max(mse, 1e-10))).item())
+    return sum(vals) / max(1, len(vals))
+
+
+def load_generator(run: str, cfg) -> Optional[torch.nn.Module]:
+    """The DiT of ``cfg.decoder.generator`` (a model.safetensors or its folder; None: the run's
+    ``export/student``) when ``cfg.decoder.generated_share`` > 0 (float32, eval, frozen), else None.
+
+    Raises:
+        MatrixGameError: the file is missing, or ``decoder.clip_frames`` is not whole blocks (9 + 12k).
+    """
+    from ..checkpoints import load_dit
+
+    sc = cfg.decoder
+    if not sc.generated_share:
+        return None
+    if (sc.clip_frames - 9) % 12 or sc.clip_frames < 21:
+        raise MatrixGameError(f"decoder.generated_share needs clips of whole blocks: decoder.clip_frames = 9 + 12k "
+                              f"(e.g. 33); got {sc.clip_frames}.")
+    p = sc.generator or os.path.join(run, "export", "student")
+    if not p.endswith(".safetensors"):
+        p = os.path.join(p, "model.safetensors")
+    if not os.path.isfile(p):
+        raise MatrixGameError(f"decoder generator {p} is missing: distil a student first (python -m "
+                              f"matrix_game_core.train distill) or --set decoder.generator=PATH/model.safetensors.")
+    m = load_dit(p, mode="universal", dtype=torch.float32)
+    for q in m.parameters():
+        q.requires_grad_(False)
+    return m.eval()
 
 
 @torch.no_grad()
@@ -111,6 +200,9 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
     log = JsonlLog(os.path.join(out, "log.jsonl"), echo=echo) if dist.is_main else None
     seed_all(cfg.seed + 11)
     vae = load_wan_vae(src, device=device, dtype=torch.float32)
+    gen = load_generator(run, cfg)
+    if gen is not None:
+        gen = gen.to(device)
     params = decoder_parameters(vae)
     opt = torch.optim.AdamW(params, lr=sc.lr, betas=(0.9, 0.99), weight_decay=0.0)
     st, step = resume_stage(ckpt_p, vae, opt, dist, cfg.seed, "VAE")
@@ -133,20 +225,20 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
         except MatrixGameError:
             vit = iter(torch.utils.data.DataLoader(ClipStream(data, sc.clip_frames, "train", None,
                                                               clips_per_shard=2, seed=cfg.seed + 23), batch_size=1))
-        val = [next(vit)["video"] for _ in range(sc.val_clips)]
+        val = [next(vit) for _ in range(sc.val_clips)]
         if st is None:
             vae.eval()
-            log.write({"stage": "decoder_val", "step": 0, "psnr": round_trip_psnr(vae, val)})
+            log.write(_val_row(vae, gen, val, 0))
     if st is not None and log:
         log.write({"stage": "decoder_resume", "step": step})
-    net = dist.wrap(DecoderObjective(vae, sc))
+    net = dist.wrap(DecoderObjective(vae, sc, gen, seed=cfg.seed + 29 + 7919 * step + 104729 * dist.rank))
     timer = Timer()
     vae.train()
     means = LossMeans(dist)
     while step < sc.steps:
-        video = next(it)["video"].to(device)
+        batch = {k: v.to(device) for k, v in next(it).items() if k in ("video", "keyboard", "mouse")}
         lr = lr_at(step, sc.lr, sc.warmup, sc.steps)
-        losses, gn = optimizer_step(net, opt, params, video, lr, device, bf16)
+        losses, gn = optimizer_step(net, opt, params, batch, lr, device, bf16)
         step += 1
         means.add(losses)
         if step % cfg.log_every == 0 or step == sc.steps or step == start + 1:
@@ -160,7 +252,7 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
             if dist.is_main:
                 vae.eval()
                 if val:
-                    log.write({"stage": "decoder_val", "step": step, "psnr": round_trip_psnr(vae, val)})
+                    log.write(_val_row(vae, gen, val, step))
                 _save(vae, final, step)       # the newest decoder is usable (and exportable) at once
                 vae.train()
     if dist.is_main:
@@ -168,6 +260,15 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
         _save(vae, final, step)
     dist.barrier()
     return final
+
+
+def _val_row(vae: WanVAE, gen, val, step: int) -> Dict:
+    """The ``decoder_val`` log row: round-trip PSNR of the fixed val clips and, with a generator, the PSNR
+    of their blocks after the first decoded from its teacher-forced predictions (``generated_psnr``)."""
+    row = {"stage": "decoder_val", "step": step, "psnr": round_trip_psnr(vae, [c["video"] for c in val])}
+    if gen is not None:
+        row["generated_psnr"] = generated_psnr(vae, gen, val)
+    return row
 
 
 def _save(vae: WanVAE, final: str, step: int) -> None:
