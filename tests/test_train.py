@@ -541,6 +541,73 @@ def test_smoke_reevaluate_changes_only_the_sampler_and_rewrites_the_card(smoke_r
     assert "--run and --data are required (or --reevaluate" in capsys.readouterr().err
 
 
+def test_smoke_reevaluate_installs_a_decoder_tuned_on_the_installed_dit(smoke_run, tmp_path, capsys):
+    """``embedded.build --reevaluate --decoder-run RUN``: a decoder fine-tuned from the installed VAE on the
+    installed DiT's predictions replaces the shipped decoder (encoder and DiT bit-equal), and the card
+    tells it; a decoder of another encoder, or tuned on another DiT's predictions, is refused with
+    nothing written."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from matrix_game_core import embedded
+    from matrix_game_core.embedded.build import main as build_main
+    from matrix_game_core.train.__main__ import load_run_config, run_stages
+    from matrix_game_core.train.decoder import TRAINED_PREFIXES
+    from matrix_game_core.train.warmstart import warm_start
+
+    dest = tmp_path / "cand"
+    assert build_main(["--run", smoke_run["run"], "--data", smoke_run["data"], "--heldout", smoke_run["data"],
+                       "--install-only", "--dest", str(dest)]) == 0
+    shutil.copy(os.path.join(embedded.ROOT, "metrics.json"), dest / "metrics.json")
+    sets = ["decoder.steps=0", "decoder.clip_frames=21", "decoder.ckpt_every=2", "decoder.val_clips=1", "log_every=1"]
+
+    def decoder_run(name, generator):
+        run = str(tmp_path / name)
+        cfg = load_run_config(run, "smoke", sets)
+        warm_start(str(dest), run, cfg)
+        cfg = load_run_config(run, "smoke", ["decoder.steps=2", "decoder.generated_share=1",
+                                             f"decoder.generator={generator}"])
+        run_stages(["decoder"], smoke_run["data"], run, cfg, "cpu", echo=False)
+        return run
+
+    vae_before = load_file(str(dest / "vae.safetensors"))
+    dit_bytes = (dest / "dit" / "model.safetensors").read_bytes()
+    # tuned on another DiT's predictions (the run's float32 export, not the installed float16 file): refused
+    other = decoder_run("other", os.path.join(smoke_run["run"], "export", "dit"))
+    capsys.readouterr()
+    assert build_main(["--reevaluate", "--dest", str(dest), "--heldout", smoke_run["data"], "--decoder-run", other]) == 2
+    assert "not of the DiT installed in" in capsys.readouterr().err
+    # another encoder: refused
+    run = decoder_run("own", str(dest / "dit"))
+    bad = str(tmp_path / "bad")
+    shutil.copytree(run, bad)
+    sd = load_file(os.path.join(bad, "decoder", "vae.safetensors"))
+    k = next(k for k in sd if not k.startswith(TRAINED_PREFIXES) and sd[k].is_floating_point())
+    sd[k] = sd[k] + 0.5
+    save_file(sd, os.path.join(bad, "decoder", "vae.safetensors"))
+    assert build_main(["--reevaluate", "--dest", str(dest), "--heldout", smoke_run["data"], "--decoder-run", bad]) == 2
+    assert "has another encoder" in capsys.readouterr().err
+    assert all(torch.equal(v, load_file(str(dest / "vae.safetensors"))[k]) for k, v in vae_before.items())
+    # its own DiT's predictions: installed, evaluated, on the card
+    rc = build_main(["--reevaluate", "--dest", str(dest), "--heldout", smoke_run["data"], "--decoder-run", run,
+                     "--clips", "1", "--rollout-seconds", "1"])
+    assert rc == 0, capsys.readouterr().err
+    after = load_file(str(dest / "vae.safetensors"))
+    assert all(torch.equal(after[k], v) for k, v in vae_before.items() if not k.startswith(TRAINED_PREFIXES))
+    assert any(not torch.equal(after[k], v) for k, v in vae_before.items() if k.startswith(TRAINED_PREFIXES))
+    assert all(v.dtype == embedded.FILE_DTYPE for v in after.values() if v.is_floating_point())
+    assert (dest / "dit" / "model.safetensors").read_bytes() == dit_bytes
+    gd = json.loads((dest / "metrics.json").read_text())["train"]["decoder_generated"]
+    assert gd["steps"] == 2 and gd["generated_share"] == 1 and len(gd["val_generated"]) == 2
+    card = (dest / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "Last, the VAE decoder was fine-tuned 2 more steps on the shipped DiT's own predictions" in card
+    assert "| VAE decoder on the DiT's predictions |" in card
+    with pytest.raises(SystemExit):
+        build_main(["--run", run, "--data", smoke_run["data"], "--heldout", smoke_run["data"], "--decoder-run", run])
+    assert "--decoder-run goes with --reevaluate" in capsys.readouterr().err
+
+
 def test_smoke_warm_start_trains_on_from_the_exported_weights(smoke_run, tmp_path, capsys):
     """``train --init-from``: a new run folder seeded from an exported model (the way a session goes
     on when the run folder is gone): the VAE stage is not retrained (same file, no VAE steps

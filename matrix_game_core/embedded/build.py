@@ -99,6 +99,20 @@ def _distill_text(ds: Optional[Dict]) -> str:
                if ds.get("student_weight") not in (None, 1.0) else ""))
 
 
+def _generated_decoder_text(gd: Optional[Dict]) -> str:
+    """The card's sentence on a decoder fine-tuned on the shipped DiT's predictions (``install_decoder``)."""
+    if not gd:
+        return ""
+    if gd.get("generated_share") is None:
+        return (f" The VAE decoder was then fine-tuned {gd['steps']} more steps (`train decoder`, encoder frozen; "
+                "installed with `embedded.build --reevaluate --decoder-run`).")
+    return (f" Last, the VAE decoder was fine-tuned {gd['steps']} more steps on the shipped DiT's own predictions "
+            f"(`train decoder` with `decoder.generated_share` {gd['generated_share']:g}: in that share of the "
+            "training clips every block after the first is the DiT's teacher-forced next-block prediction, decoded "
+            "against the recorded frames), so that it decodes what this DiT makes; the encoder, the latent space "
+            "and the DiT are unchanged.")
+
+
 def write_card(path: str, info: Dict) -> None:
     """Render ``MODEL_CARD.md`` from the build's measurements."""
     d, ev, sp = info["data"], info["eval"], info["speed"]
@@ -140,12 +154,14 @@ def write_card(path: str, info: Dict) -> None:
           + (f" The VAE decoder was then fine-tuned {info['train']['decoder_steps']} steps with the encoder frozen "
              "(stage 1b, `train decoder`: MSE-weighted loss on full 33-frame clips; the latent space, and so the "
              "DiT, is unchanged)." if info["train"].get("decoder_steps") else "")
-          + _distill_text(info["train"].get("distill")), "",
+          + _distill_text(info["train"].get("distill")) + _generated_decoder_text(info["train"].get("decoder_generated")),
+          "",
           "| stage | final losses |", "|---|---|",
           f"| VAE | {info['train']['vae_final']} |"]
     if info["train"].get("decoder_final"):
         L.append(f"| VAE decoder fine-tune | {info['train']['decoder_final']} |")
     L.append(f"| DiT | {info['train']['dit_final']} |")
+    gd = info["train"].get("decoder_generated")
     ds = info["train"].get("distill")
     if ds and ds.get("dmd_eval"):
         bf = ds.get("before") or {}
@@ -159,6 +175,12 @@ def write_card(path: str, info: Dict) -> None:
                  + (f"; data regression loss {ds['regression_loss']:.4f} (mean of the last "
                     f"{ds['regression_loss_steps']} logged steps)" if ds.get("regression_loss") is not None else "")
                  + " |")
+    if gd:
+        L.append(f"| VAE decoder on the DiT's predictions | {gd['final']}"
+                 + (f"; fixed val clips: round trip {gd['val_round_trip'][0]:.2f} -> {gd['val_round_trip'][1]:.2f} dB"
+                    if gd.get("val_round_trip") else "")
+                 + (f", the DiT's teacher-forced predictions {gd['val_generated'][0]:.2f} -> "
+                    f"{gd['val_generated'][1]:.2f} dB" if gd.get("val_generated") else "") + " |")
     L += ["",
           "## Behaviour on the held-out maps", "",
           f"Project evaluator (`matrix_game_core.evaluate`), {ev['clips']} clips of {ev['frames_per_clip']} frames, seed 0.", "",
@@ -280,14 +302,70 @@ def set_sampler(dest: str, steps: Optional[Sequence[int]] = None, guidance: Opti
     return cj
 
 
+def install_decoder(run: str, dest: str = ROOT):
+    """Install the decoder of ``RUN/decoder/vae.safetensors`` into the model in ``dest`` (cast to the
+    shipped dtype): a decoder fine-tuned from the installed VAE, e.g. on the installed DiT's
+    teacher-forced predictions (``train decoder`` with ``decoder.generated_share``). Everything is
+    checked before anything is written.
+
+    Returns:
+        ``(figures, size)``: the card's figures of that decoder stage (``steps``, ``generated_share``,
+        ``generator_sha256``, ``val_round_trip`` / ``val_generated`` ``[first, last]`` dB, ``final``) and
+        the installed file's size in bytes.
+    Raises:
+        MatrixGameError: the file is missing; its encoder (every tensor outside ``conv2`` and the decoder)
+            differs from the installed VAE's, so the DiT's latent space would move; or its log shows it
+            decoded the predictions of another DiT than the installed one.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from ..train.decoder import TRAINED_PREFIXES
+    from ..train.latents import file_sha256
+    from . import FILE_DTYPE, _cast_file
+
+    src = os.path.join(run, "decoder", "vae.safetensors")
+    if not os.path.isfile(src):
+        raise MatrixGameError(f"{src} is missing; run `python -m matrix_game_core.train decoder --out {run}` first.")
+    old_p = os.path.join(dest, "vae.safetensors")
+    new, old = load_file(src), load_file(old_p)
+    if set(new) != set(old):
+        raise MatrixGameError(f"{src} is not a fine-tune of the VAE installed in {dest} (other tensors).")
+    moved = [k for k in old if not k.startswith(TRAINED_PREFIXES) and not torch.equal(new[k].to(old[k].dtype), old[k])]
+    if moved:
+        raise MatrixGameError(f"{src} has another encoder than the VAE installed in {dest} ({moved[0]} differs): the "
+                              f"DiT's latents would change. Fine-tune the decoder from the installed VAE (train "
+                              f"--init-from {dest}).")
+    log = _read_log(os.path.join(run, "decoder", "log.jsonl"))
+    gens = [r for r in log if r.get("stage") == "decoder_generator"]
+    dit_sha = file_sha256(os.path.join(dest, "dit", "model.safetensors"))
+    other = [r for r in gens if r.get("generator_sha256") != dit_sha]
+    if other:
+        raise MatrixGameError(f"{src} was fine-tuned on the predictions of {other[0].get('generator')}, not of the DiT "
+                              f"installed in {dest}; install that DiT first or fine-tune on this one.")
+    val = [r for r in log if r.get("stage") == "decoder_val"]
+    last = next((r for r in reversed(log) if r.get("stage") == "decoder"), {})
+    gv = [r["generated_psnr"] for r in val if "generated_psnr" in r]
+    figures = {"steps": last.get("step"), "generated_share": gens[-1]["generated_share"] if gens else None,
+               "generator_sha256": dit_sha if gens else None,
+               "val_round_trip": [val[0]["psnr"], val[-1]["psnr"]] if val else None,
+               "val_generated": [gv[0], gv[-1]] if gv else None,
+               "final": f"loss {last.get('loss', float('nan')):.4f}, PSNR {last.get('psnr', float('nan')):.2f} dB "
+                        f"(training clips)"}
+    return figures, _cast_file(src, old_p, FILE_DTYPE)
+
+
 def reevaluate(heldout: str, dest: str = ROOT, steps: Optional[Sequence[int]] = None, clips: int = 8,
-               rollout_seconds: float = 10.0, **sampler) -> Dict:
+               rollout_seconds: float = 10.0, decoder_run: Optional[str] = None, **sampler) -> Dict:
     """Re-evaluate the model installed in ``dest`` with new sampler settings (``steps`` and the
-    keywords of :func:`set_sampler`) and rewrite its card and ``metrics.json``: the weights, and
-    the card's data and training figures (from the ``metrics.json`` already there), stay.
+    keywords of :func:`set_sampler`) and rewrite its card and ``metrics.json``: the DiT weights, and
+    the card's data and training figures (from the ``metrics.json`` already there), stay. With
+    ``decoder_run``, that run's fine-tuned decoder is installed first (:func:`install_decoder`) and
+    its figures join the card's.
 
     Raises:
-        MatrixGameError: no installed model or no ``metrics.json`` in ``dest``; a bad setting.
+        MatrixGameError: no installed model or no ``metrics.json`` in ``dest``; a bad setting; a decoder
+            that :func:`install_decoder` refuses.
     """
     if not os.path.isfile(os.path.join(dest, "dit", "config.json")):
         raise MatrixGameError(f"no installed model in {dest} (no dit/config.json); install one with --run first.")
@@ -296,6 +374,8 @@ def reevaluate(heldout: str, dest: str = ROOT, steps: Optional[Sequence[int]] = 
         raise MatrixGameError(f"{dest} has no metrics.json (written by a full build); build it with --run first.")
     with open(mpath, "r", encoding="utf-8") as f:
         info = json.load(f)
+    if decoder_run:
+        info["train"]["decoder_generated"], info["sizes"]["vae.safetensors"] = install_decoder(decoder_run, dest)
     info["config"] = set_sampler(dest, steps, **sampler)
     comp = load(root=dest)
     info["eval"] = evaluate_embedded(comp, heldout, clips=clips, rollout_seconds=rollout_seconds)
@@ -467,15 +547,21 @@ def main(argv=None) -> int:
     ap.add_argument("--reevaluate", action="store_true",
                     help="no run folder: give the model installed in --dest the sampler flags given, evaluate it "
                          "again and rewrite its card (the data and training figures stay)")
+    ap.add_argument("--decoder-run", default=None, metavar="RUN",
+                    help="with --reevaluate: first install RUN/decoder/vae.safetensors, a decoder fine-tuned from the "
+                         "installed VAE (e.g. on the installed DiT's predictions: train decoder with "
+                         "decoder.generated_share), and add its figures to the card")
     a = ap.parse_args(argv)
     steps = [int(s) for s in a.steps.split(",")] if a.steps else None
+    if a.decoder_run and not a.reevaluate:
+        ap.error("--decoder-run goes with --reevaluate (a full build ships the run's own decoder)")
     if not a.reevaluate and not (a.run and a.data):
         ap.error("--run and --data are required (or --reevaluate, to re-evaluate the installed model)")
     sampler = dict(guidance=a.guidance, pitch_guidance=a.pitch_guidance, keyboard_guidance=a.keyboard_guidance,
                    guidance_rescale=a.guidance_rescale, guidance_hold=a.guidance_hold)
     if a.reevaluate:
         try:
-            info = reevaluate(a.heldout, a.dest, steps, a.clips, a.rollout_seconds, **sampler)
+            info = reevaluate(a.heldout, a.dest, steps, a.clips, a.rollout_seconds, a.decoder_run, **sampler)
         except MatrixGameError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -138,6 +138,13 @@ def generated_psnr(vae: WanVAE, dit, clips) -> float:
     return sum(vals) / max(1, len(vals))
 
 
+def generator_path(run: str, sc) -> str:
+    """The safetensors of the decoder stage's generator: ``sc.generator`` (a file, or a folder holding
+    ``model.safetensors``) or the run's distilled student ``RUN/export/student/model.safetensors``."""
+    p = sc.generator or os.path.join(run, "export", "student")
+    return p if p.endswith(".safetensors") else os.path.join(p, "model.safetensors")
+
+
 def load_generator(run: str, cfg) -> Optional[torch.nn.Module]:
     """The DiT of ``cfg.decoder.generator`` (a model.safetensors or its folder; None: the run's
     ``export/student``) when ``cfg.decoder.generated_share`` > 0 (float32, eval, frozen), else None.
@@ -153,9 +160,7 @@ def load_generator(run: str, cfg) -> Optional[torch.nn.Module]:
     if (sc.clip_frames - 9) % 12 or sc.clip_frames < 21:
         raise MatrixGameError(f"decoder.generated_share needs clips of whole blocks: decoder.clip_frames = 9 + 12k "
                               f"(e.g. 33); got {sc.clip_frames}.")
-    p = sc.generator or os.path.join(run, "export", "student")
-    if not p.endswith(".safetensors"):
-        p = os.path.join(p, "model.safetensors")
+    p = generator_path(run, sc)
     if not os.path.isfile(p):
         raise MatrixGameError(f"decoder generator {p} is missing: distil a student first (python -m "
                               f"matrix_game_core.train distill) or --set decoder.generator=PATH/model.safetensors.")
@@ -231,6 +236,11 @@ def train_decoder(data: str, run: str, cfg: TrainConfig, device: torch.device, b
             log.write(_val_row(vae, gen, val, 0))
     if st is not None and log:
         log.write({"stage": "decoder_resume", "step": step})
+    if gen is not None and log:       # which DiT's predictions this phase decodes (embedded.build checks it)
+        from .latents import file_sha256
+        gp = generator_path(run, sc)
+        log.write({"stage": "decoder_generator", "step": step, "generator": os.path.abspath(gp),
+                   "generator_sha256": file_sha256(gp), "generated_share": sc.generated_share})
     net = dist.wrap(DecoderObjective(vae, sc, gen, seed=cfg.seed + 29 + 7919 * step + 104729 * dist.rank))
     timer = Timer()
     vae.train()
