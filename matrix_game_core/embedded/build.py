@@ -336,7 +336,12 @@ def install_decoder(run: str, dest: str = ROOT):
         raise MatrixGameError(f"{src} has another encoder than the VAE installed in {dest} ({moved[0]} differs): the "
                               f"DiT's latents would change. Fine-tune the decoder from the installed VAE (train "
                               f"--init-from {dest}).")
-    log = _read_log(os.path.join(run, "decoder", "log.jsonl"))
+    upto = float("inf")                  # the log may have run on past the file (vae.json: the step it holds)
+    side = os.path.join(run, "decoder", "vae.json")
+    if os.path.isfile(side):
+        with open(side, "r", encoding="utf-8") as f:
+            upto = json.load(f).get("step") or upto
+    log = [r for r in _read_log(os.path.join(run, "decoder", "log.jsonl")) if r.get("step", 0) <= upto]
     gens = [r for r in log if r.get("stage") == "decoder_generator"]
     dit_sha = file_sha256(os.path.join(dest, "dit", "model.safetensors"))
     other = [r for r in gens if r.get("generator_sha256") != dit_sha]
