@@ -162,6 +162,18 @@ def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     for needle in ("Held out", "| copy-last-frame baseline |", "turn left", "look down", "Free-running rollout", "frames/s",
                    f"DiT {info['train']['dit_steps']} steps"):
         assert needle in card, needle
+    gd = info["train"].get("decoder_generated")
+    if gd:                  # the shipped decoder was fine-tuned on the shipped DiT's predictions: said and figured
+        assert f"Last, the VAE decoder was fine-tuned {gd['steps']} more steps on the shipped DiT's own predictions" in card
+        assert (f"the DiT's teacher-forced predictions {gd['val_generated'][0]:.2f} -> {gd['val_generated'][1]:.2f} dB"
+                in card)
+    info["train"]["decoder_generated"] = dict(steps=7, generated_share=None, final="loss 0.1")   # a plain fine-tune
+    write_card(str(out), info)
+    assert "fine-tuned 7 more steps (`train decoder`, encoder frozen" in out.read_text(encoding="utf-8")
+    info["train"].pop("decoder_generated")
+    write_card(str(out), info)
+    plain = out.read_text(encoding="utf-8")
+    assert "the VAE decoder was fine-tuned" not in plain and "| VAE decoder on the" not in plain
     info["train"].update(vae_recipe="32x48 crops of 33-frame clips, batch 1, width 16", mouse_init_gain=10.0,
                          dit_clip_latents=9)
     write_card(str(out), info)
