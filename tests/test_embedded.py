@@ -154,7 +154,7 @@ def test_install_casts_and_enforces_the_budget(tmp_path):
 
 def test_model_card_is_written_from_the_shipped_metrics(tmp_path):
     """The card generator renders the shipped metrics.json (older metrics without the newer recipe keys too)."""
-    from matrix_game_core.embedded.build import write_card
+    from matrix_game_core.embedded.card import write_card
     info = json.load(open(os.path.join(embedded.ROOT, "metrics.json"), encoding="utf-8"))
     out = tmp_path / "card.md"
     write_card(str(out), info)

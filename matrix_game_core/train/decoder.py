@@ -18,6 +18,15 @@ normalised latent units (robustness to the DiT's prediction error).
 
     python -m matrix_game_core.train decoder --data REC --out RUN [--set decoder.steps=N]
 
+**On the DiT's own predictions** (``decoder.generated_share`` > 0, ``decoder.generator``; default the
+run's ``export/student``): in that share of the clips every block after the first is replaced by the
+DiT's teacher-forced next-block prediction (:func:`generated_latents`), decoded against the recorded
+frames, so the decoder learns to render what that DiT makes; the stage then also logs
+``generated_psnr`` on the val clips and the generator's sha256 (``decoder_generator`` rows), which
+``embedded.build --reevaluate --decoder-run RUN`` checks before installing the decoder. On the
+embedded model: next-block PSNR over copy-last +0.44 -> +1.01 dB on the card's held-out clips
+(docs/data_and_training.md §3j).
+
 reads ``RUN/vae/vae.safetensors``, checkpoints ``RUN/decoder/ckpt.pt``, logs the held-out round
 trip (``decoder_val``: PSNR on fixed full-size clips of the recording's ``val`` split, before and
 during training) and writes ``RUN/decoder/vae.safetensors``, which ``export`` then ships instead
@@ -127,15 +136,22 @@ def generated_psnr(vae: WanVAE, dit, clips) -> float:
     """Mean PSNR (dB, frames in [0, 1]) over the frames of blocks ``>= 1`` of fixed clips (dicts of
     ``video``/``keyboard``/``mouse``, batch 1) decoded from :func:`generated_latents` (seed 0): the
     next-block benchmark's number on the decoder's validation clips."""
+    from ..eval_following import block_rows
+
+    first = block_rows(1)[0]                       # video frames of block 0 (9)
     vals = []
     with torch.no_grad():
         for c in clips:
             v = c["video"].to(vae.device, vae.dtype)
             z = generated_latents(dit, vae, v, vae.encode(v), c["keyboard"][0], c["mouse"][0], seed=0)
-            rec = vae.decode(z).float().clamp(-1, 1)[:, :, 9:]
-            mse = float(((rec - v.float()[:, :, 9:]) ** 2).mean()) / 4.0
-            vals.append(10.0 * torch.log10(torch.tensor(1.0 / max(mse, 1e-10))).item())
+            vals.append(_psnr_pm1(vae.decode(z)[:, :, first:], v[:, :, first:]))
     return sum(vals) / max(1, len(vals))
+
+
+def _psnr_pm1(rec: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR (dB) of video in [-1, 1] measured as frames in [0, 1] (``rec`` clamped first)."""
+    mse = float(((rec.float().clamp(-1, 1) - target.float()) ** 2).mean()) / 4.0
+    return 10.0 * torch.log10(torch.tensor(1.0 / max(mse, 1e-10))).item()
 
 
 def generator_path(run: str, sc) -> str:
@@ -176,9 +192,7 @@ def round_trip_psnr(vae: WanVAE, clips) -> float:
     vals = []
     for v in clips:
         v = v.to(vae.device, vae.dtype)
-        rec = vae.decode(vae.encode(v)).float().clamp(-1, 1)
-        mse = float(((rec - v.float()) ** 2).mean()) / 4.0
-        vals.append(10.0 * torch.log10(torch.tensor(1.0 / max(mse, 1e-10))).item())
+        vals.append(_psnr_pm1(vae.decode(vae.encode(v)), v))
     return sum(vals) / max(1, len(vals))
 
 
