@@ -39,6 +39,23 @@ def _read_log(path: str) -> List[Dict]:
         return [json.loads(x) for x in f if x.strip()]
 
 
+def _decoder_log(run: str, upto=None):
+    """``RUN/decoder/log.jsonl`` up to step ``upto`` (None: the step ``RUN/decoder/vae.json`` says the file
+    holds; the log may have run on past it). Returns ``(rows, val rows, last training row, final text)``."""
+    if upto is None:
+        upto = float("inf")
+        side = os.path.join(run, "decoder", "vae.json")
+        if os.path.isfile(side):
+            with open(side, "r", encoding="utf-8") as f:
+                upto = json.load(f).get("step") or upto
+    log = [r for r in _read_log(os.path.join(run, "decoder", "log.jsonl")) if r.get("step", 0) <= upto]
+    val = [r for r in log if r.get("stage") == "decoder_val"]
+    last = next((r for r in reversed(log) if r.get("stage") == "decoder"), {})
+    final = (f"loss {last.get('loss', float('nan')):.4f}, PSNR {last.get('psnr', float('nan')):.2f} dB "
+             f"(training clips)")
+    return log, val, last, final
+
+
 def install_run(run: str, data: str, dest: str = ROOT, steps: Optional[Sequence[int]] = None,
                 guidance: Optional[float] = None, pitch_guidance: Optional[float] = None,
                 keyboard_guidance: Optional[float] = None, guidance_rescale: Optional[float] = None,
@@ -129,27 +146,19 @@ def install_decoder(run: str, dest: str = ROOT):
         raise MatrixGameError(f"{src} has another encoder than the VAE installed in {dest} ({moved[0]} differs): the "
                               f"DiT's latents would change. Fine-tune the decoder from the installed VAE (train "
                               f"--init-from {dest}).")
-    upto = float("inf")                  # the log may have run on past the file (vae.json: the step it holds)
-    side = os.path.join(run, "decoder", "vae.json")
-    if os.path.isfile(side):
-        with open(side, "r", encoding="utf-8") as f:
-            upto = json.load(f).get("step") or upto
-    log = [r for r in _read_log(os.path.join(run, "decoder", "log.jsonl")) if r.get("step", 0) <= upto]
+    log, val, last, final = _decoder_log(run)
     gens = [r for r in log if r.get("stage") == "decoder_generator"]
     dit_sha = file_sha256(os.path.join(dest, "dit", "model.safetensors"))
     other = [r for r in gens if r.get("generator_sha256") != dit_sha]
     if other:
         raise MatrixGameError(f"{src} was fine-tuned on the predictions of {other[0].get('generator')}, not of the DiT "
                               f"installed in {dest}; install that DiT first or fine-tune on this one.")
-    val = [r for r in log if r.get("stage") == "decoder_val"]
-    last = next((r for r in reversed(log) if r.get("stage") == "decoder"), {})
     gv = [r["generated_psnr"] for r in val if "generated_psnr" in r]
     figures = {"steps": last.get("step"), "generated_share": gens[-1]["generated_share"] if gens else None,
                "generator_sha256": dit_sha if gens else None,
                "val_round_trip": [val[0]["psnr"], val[-1]["psnr"]] if val else None,
                "val_generated": [gv[0], gv[-1]] if gv else None,
-               "final": f"loss {last.get('loss', float('nan')):.4f}, PSNR {last.get('psnr', float('nan')):.2f} dB "
-                        f"(training clips)"}
+               "final": final}
     return figures, _cast_file(src, old_p, FILE_DTYPE)
 
 
@@ -268,13 +277,10 @@ def build(run: str, data: str, heldout: str, steps: Optional[Sequence[int]] = No
     devl = next((r for r in reversed(dlog) if "eval_loss" in r), {})
     dec = {}
     if ex_info.get("vae_decoder_finetuned"):
-        dupto = ex_info.get("vae_decoder_step") or float("inf")     # the log may have run on past the export
-        declog = [r for r in _read_log(os.path.join(run, "decoder", "log.jsonl")) if r.get("step", 0) <= dupto]
-        val = [r for r in declog if r.get("stage") == "decoder_val"]
-        last = next((r for r in reversed(declog) if r.get("stage") == "decoder"), {})
+        # the log may have run on past the export
+        _, val, last, final = _decoder_log(run, ex_info.get("vae_decoder_step") or float("inf"))
         dec = {"decoder_steps": last.get("step"),
-               "decoder_final": f"loss {last.get('loss', float('nan')):.4f}, PSNR {last.get('psnr', float('nan')):.2f} dB "
-                                f"(training clips); round trip of {cfg.decoder.val_clips} fixed val clips "
+               "decoder_final": f"{final}; round trip of {cfg.decoder.val_clips} fixed val clips "
                                 f"{val[0]['psnr']:.2f} -> {val[-1]['psnr']:.2f} dB" if val else ""}
     lat_meta = os.path.join(run, "latents", "meta.json")
     enc = cfg.dit.max_shards.get("train") if cfg.dit.max_shards else None
